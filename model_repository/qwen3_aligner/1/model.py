@@ -1,0 +1,173 @@
+"""Triton Python-backend model ``qwen3_aligner``: lyric-line timing with Qwen3-ForcedAligner.
+
+Thin by design: tensors in and out, per-request errors, logging and metrics.
+The logic lives in the ``sow_aligner`` package beside this file. Tensor names
+and types come from config.pbtxt.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sow_aligner import settings as sow_settings  # noqa: E402
+from sow_aligner.errors import InvalidRequest  # noqa: E402
+from sow_aligner.languages import resolve_language  # noqa: E402
+from sow_aligner.lyrics import split_lines  # noqa: E402
+from sow_aligner.validation import check_duration, one_clip, one_string  # noqa: E402
+
+log = logging.getLogger("qwen3_aligner")
+
+
+class TritonLogHandler(logging.Handler):
+    """Sends Python logging records to Triton's log at the matching level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self.format(record)
+        if record.levelno >= logging.ERROR:
+            pb_utils.Logger.log_error(message)
+        elif record.levelno >= logging.WARNING:
+            pb_utils.Logger.log_warn(message)
+        else:
+            pb_utils.Logger.log_info(message)
+
+
+class AlignmentMetrics:
+    """The model's custom Prometheus counters (served on Triton's metrics port)."""
+
+    def __init__(self, model_name: str, version: str) -> None:
+        labels = {"model": model_name, "version": version}
+        counter = pb_utils.MetricFamily.COUNTER
+        # The families must outlive their metrics, so they are kept here.
+        self._families = {
+            name: pb_utils.MetricFamily(name=name, description=description, kind=counter)
+            for name, description in (
+                ("sow_qwen3_audio_seconds_total", "Seconds of audio aligned successfully"),
+                ("sow_qwen3_lines_total", "Lyric lines aligned successfully"),
+                ("sow_qwen3_alignments_total", "Alignment requests by outcome"),
+            )
+        }
+        self._audio = self._families["sow_qwen3_audio_seconds_total"].Metric(labels=labels)
+        self._lines = self._families["sow_qwen3_lines_total"].Metric(labels=labels)
+        self._outcomes = {
+            outcome: self._families["sow_qwen3_alignments_total"].Metric(labels={**labels, "outcome": outcome})
+            for outcome in ("ok", "bad_input", "failed")
+        }
+
+    def record(self, outcome: str, audio_seconds: float = 0.0, lines: int = 0) -> None:
+        self._outcomes[outcome].increment(1)
+        if outcome == "ok":
+            self._audio.increment(audio_seconds)
+            self._lines.increment(lines)
+
+
+class TritonPythonModel:
+    """``initialize`` loads the aligner once per instance; ``execute`` answers each request on its own."""
+
+    def initialize(self, args: dict) -> None:
+        handler = TritonLogHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+        config = json.loads(args["model_config"])
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        self.output_types = {
+            output["name"]: pb_utils.triton_string_to_numpy(output["data_type"]) for output in config["output"]
+        }
+        self.instance_name = args["model_instance_name"]
+        try:
+            settings = sow_settings.resolve(parameters, os.environ)
+            instance_count = sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
+            # torch is imported only now, so that a settings error is reported fast.
+            import torch
+
+            torch.set_num_threads(sow_settings.torch_threads_for(settings, instance_count))
+            from sow_aligner.engine import AlignmentEngine
+
+            started = time.monotonic()
+            self.engine = AlignmentEngine.load(settings, args["model_instance_kind"], int(args["model_instance_device_id"]))
+        except Exception as exc:
+            log.error("%s: loading failed: %s", self.instance_name, exc)
+            raise
+        self.max_audio_seconds = settings.max_audio_seconds
+        self.metrics = AlignmentMetrics(args["model_name"], args["model_version"])
+        log.info(
+            "%s: ready in %.1f s (torch threads %d, audio limit %g s)",
+            self.instance_name, time.monotonic() - started, torch.get_num_threads(), self.max_audio_seconds,
+        )
+
+    def execute(self, requests: list) -> list:
+        """One response per request, in order; a bad request never fails its neighbours."""
+        return [self._respond(request) for request in requests]
+
+    def _respond(self, request) -> "pb_utils.InferenceResponse":
+        started = time.monotonic()
+        request_id = request.request_id() or "-"
+        seconds, lines = 0.0, 0
+        try:
+            clip = one_clip(pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy())
+            seconds = clip.shape[0] / 16000
+            check_duration(clip.shape[0], self.max_audio_seconds)
+            lyrics = one_string(_optional_input(request, "LYRICS"), "LYRICS")
+            text_lines = split_lines(lyrics or "")
+            if not text_lines:
+                raise InvalidRequest("LYRICS is empty: send the song's lyrics, one lyric line per text line")
+            language = resolve_language(one_string(_optional_input(request, "LANGUAGE"), "LANGUAGE"))
+            result = self.engine.align(clip, text_lines, language)
+            lines = len(text_lines)
+            response = self._response(text_lines, result)
+            outcome = "ok"
+        except InvalidRequest as exc:
+            outcome = "bad_input"
+            response = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+        except Exception as exc:
+            outcome = "failed"
+            log.error("request %s: alignment failed\n%s", request_id, traceback.format_exc())
+            response = pb_utils.InferenceResponse(
+                error=pb_utils.TritonError(f"alignment failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
+            )
+        self.metrics.record(outcome, seconds, lines)
+        log.info(
+            "request %s: outcome=%s audio_s=%.2f lines=%d ms=%.0f",
+            request_id, outcome, seconds, lines, (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    def _response(self, text_lines: list[str], result) -> "pb_utils.InferenceResponse":
+        """The response tensors, each with the batch dimension of 1."""
+        values = {
+            "LINE_TEXT": text_lines,
+            "LINE_START": result.lines.starts,
+            "LINE_END": result.lines.ends,
+            "UNIT_TEXT": result.unit_text,
+            "UNIT_START": result.unit_start,
+            "UNIT_END": result.unit_end,
+            "UNIT_LINE": result.unit_line,
+        }
+        tensors = []
+        for name, dtype in self.output_types.items():
+            data = values[name]
+            if dtype == np.object_:
+                array = np.array([[item.encode("utf-8") for item in data]], dtype=np.object_)
+            else:
+                array = np.asarray([data], dtype=dtype)
+            tensors.append(pb_utils.Tensor(name, array))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def finalize(self) -> None:
+        log.info("%s: unloading", getattr(self, "instance_name", "qwen3_aligner"))
+        self.engine = None
+
+
+def _optional_input(request, name: str):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()

@@ -1,0 +1,210 @@
+"""Loading Qwen3-ForcedAligner and aligning one request's lyric lines.
+
+This is the only module of the package that needs torch and qwen-asr. It
+runs the same computation as ``Qwen3ForcedAligner.align`` for one clip (same
+prompt, same processor, same forward pass, same monotonic repair and
+rounding), with the per-request waste removed: the text is split into units
+once, per line, so units map to lines without a second tokenisation, and the
+forward pass keeps no KV cache.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Never reach a model hub at run time: the weights come from a local directory.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from qwen_asr import Qwen3ForcedAligner  # noqa: E402
+from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
+
+from .encoder_windows import enable_windowed_attention  # noqa: E402
+from .errors import InvalidRequest  # noqa: E402
+from .line_timing import LineTimes, clamp, line_times  # noqa: E402
+from .settings import (  # noqa: E402
+    Settings, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
+)
+from .timestamps import fix_timestamp  # noqa: E402
+from .validation import SAMPLE_RATE  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+AUDIO_PROMPT = "<|audio_start|><|audio_pad|><|audio_end|>"
+TIMESTAMP_PAIR = "<timestamp><timestamp>"
+REQUIRED_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+
+
+class ModelLoadError(RuntimeError):
+    """The model directory is missing or broken; the message names the path and the problem."""
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """One request's result: line times plus the unit-level detail behind them."""
+
+    lines: LineTimes
+    unit_text: list[str]
+    unit_start: list[float]
+    unit_end: list[float]
+    unit_line: list[int]
+    duration: float
+
+
+def check_model_dir(path: Path) -> None:
+    """Raise ModelLoadError unless ``path`` looks like a Qwen3-ForcedAligner checkpoint."""
+    if not path.exists():
+        raise ModelLoadError(f"model directory {path} does not exist (mount the weights there or set SOW_QWEN3_MODEL_PATH)")
+    if not path.is_dir():
+        raise ModelLoadError(f"model path {path} is not a directory")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if not ((path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()):
+        missing.append("model.safetensors")
+    if not ((path / "tokenizer.json").is_file() or ((path / "vocab.json").is_file() and (path / "merges.txt").is_file())):
+        missing.append("tokenizer.json (or vocab.json + merges.txt)")
+    if missing:
+        raise ModelLoadError(f"model directory {path} is missing {', '.join(missing)}")
+    try:
+        config = json.loads((path / "config.json").read_text())
+        thinker_type = config["thinker_config"]["model_type"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"model directory {path} has an unreadable config.json: {exc!r}") from None
+    if "forced_aligner" not in thinker_type:
+        raise ModelLoadError(
+            f"model directory {path}: config.json thinker_config.model_type is {thinker_type!r}, "
+            "not a forced aligner (expected 'qwen3_forced_aligner')"
+        )
+
+
+def checkpoint_dtype(path: Path) -> str:
+    """The dtype the checkpoint's config.json records ("float32" when it records none)."""
+    config = json.loads((path / "config.json").read_text())
+    return str(config.get("dtype") or config.get("torch_dtype") or "float32")
+
+
+class AlignmentEngine:
+    """One loaded Qwen3-ForcedAligner and the per-request alignment path."""
+
+    def __init__(self, aligner: Qwen3ForcedAligner, settings: Settings) -> None:
+        self.aligner = aligner
+        self.settings = settings
+        thinker_config = aligner.model.config.thinker_config
+        # Two timestamps per unit, each one of classify_num 80 ms steps: past
+        # classify_num / 2 units the head cannot place them all.
+        self.max_units = int(thinker_config.classify_num) // 2
+        self.max_tokens = int(thinker_config.text_config.max_position_embeddings)
+
+    @classmethod
+    def load(cls, settings: Settings, instance_kind: str = "CPU", device_id: int = 0) -> "AlignmentEngine":
+        """Load the checkpoint at ``settings.model_path`` onto the resolved device.
+
+        Raises ModelLoadError (path and problem in the message) when the
+        directory is missing or broken, or SettingsError for a bad setting.
+        """
+        path = settings.model_path
+        check_model_dir(path)
+        device = resolve_device(
+            settings.device, instance_kind, device_id,
+            cuda_available=torch.cuda.is_available(),
+            mps_available=torch.backends.mps.is_available(),
+        )
+        dtype = resolve_dtype(
+            settings.dtype, device, checkpoint_dtype(path),
+            cpu_has_native_bf16(read_text("/proc/cpuinfo") or ""),
+            memory_limit(read_text("/sys/fs/cgroup/memory.max"), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")),
+        )
+        try:
+            aligner = Qwen3ForcedAligner.from_pretrained(
+                str(path), dtype=getattr(torch, dtype), device_map=device, local_files_only=True
+            )
+        except Exception as exc:  # any failure here means the directory is unusable
+            raise ModelLoadError(f"could not load Qwen3-ForcedAligner from {path}: {type(exc).__name__}: {exc}") from exc
+        head = aligner.model.thinker.lm_head.out_features
+        classify_num = aligner.model.config.thinker_config.classify_num
+        if head != classify_num:
+            raise ModelLoadError(f"model directory {path}: timestamp head has {head} classes, config says {classify_num}")
+        if settings.encoder_attention == "windowed":
+            enable_windowed_attention(aligner.model)
+        engine = cls(aligner, settings)
+        engine.self_check()
+        log.info("loaded %s on %s as %s (encoder attention: %s)", path, device, dtype, settings.encoder_attention)
+        return engine
+
+    @property
+    def device(self) -> torch.device:
+        return self.aligner.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.aligner.model.dtype
+
+    def units(self, line: str, language: str) -> list[str]:
+        """The alignable units of one lyric line, as qwen-asr splits them."""
+        words, _ = self.aligner.aligner_processor.encode_timestamp(line, language)
+        return words
+
+    def self_check(self) -> None:
+        """Fail loading if the tokenizer does not keep one <timestamp> token per marker."""
+        units = self.units("奇异恩典 amazing grace", "Chinese")
+        ids = self.aligner.processor.tokenizer(TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR)["input_ids"]
+        found = sum(1 for i in ids if i == self.aligner.timestamp_token_id)
+        if found != 2 * len(units):
+            raise ModelLoadError(
+                f"tokenizer of {self.settings.model_path} splits <timestamp> wrongly "
+                f"({found} timestamp tokens for {len(units)} units)"
+            )
+
+    def align(self, audio: np.ndarray, lines: list[str], language: str) -> Alignment:
+        """Time ``lines`` (non-blank, stripped) against 16 kHz mono ``audio``.
+
+        Raises InvalidRequest when the lines hold nothing alignable or more
+        units than the model can place; any other exception is a failure of
+        the service.
+        """
+        per_line = [self.units(line, language) for line in lines]
+        units = [unit for words in per_line for unit in words]
+        if not units:
+            raise InvalidRequest("lyrics contain nothing alignable: no letters or digits in any line")
+        if len(units) > self.max_units:
+            raise InvalidRequest(
+                f"lyrics have {len(units)} alignable units (CJK characters or words); the model can place at most {self.max_units}"
+            )
+        audio = float_range_normalize(audio)
+        duration = audio.shape[0] / SAMPLE_RATE
+        unit_ms = self._unit_times_ms(audio, units)
+        starts = [round(ms / 1000.0, 3) for ms in unit_ms[0::2]]
+        ends = [round(ms / 1000.0, 3) for ms in unit_ms[1::2]]
+        counts = [len(words) for words in per_line]
+        return Alignment(
+            lines=line_times(counts, starts, ends, duration),
+            unit_text=units,
+            unit_start=[clamp(t, 0.0, duration) for t in starts],
+            unit_end=[clamp(t, 0.0, duration) for t in ends],
+            unit_line=[index for index, count in enumerate(counts) for _ in range(count)],
+            duration=duration,
+        )
+
+    @torch.inference_mode()
+    def _unit_times_ms(self, audio: np.ndarray, units: list[str]) -> list[int]:
+        """Start and end (ms, interleaved) of each unit: one forward pass, argmax, monotonic repair."""
+        prompt = AUDIO_PROMPT + TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR
+        inputs = self.aligner.processor(text=[prompt], audio=[audio], return_tensors="pt", padding=True)
+        token_count = inputs["input_ids"].shape[1]
+        if token_count > self.max_tokens:
+            raise InvalidRequest(
+                f"audio and lyrics make {token_count} model tokens; the model takes at most {self.max_tokens}"
+            )
+        inputs = inputs.to(self.device).to(self.dtype)
+        input_ids = inputs["input_ids"][0]
+        is_timestamp = input_ids == self.aligner.timestamp_token_id
+        if int(is_timestamp.sum()) != 2 * len(units):
+            raise RuntimeError(f"tokenizer produced {int(is_timestamp.sum())} timestamp tokens for {len(units)} units")
+        logits = self.aligner.model.thinker(**inputs, use_cache=False).logits
+        classes = logits[0].argmax(dim=-1)[is_timestamp]
+        timestamp_ms = (classes * self.aligner.timestamp_segment_time).to("cpu").numpy()
+        return fix_timestamp(timestamp_ms)

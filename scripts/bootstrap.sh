@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv (if needed) and install the pinned development environment.
+# Idempotent: when requirements/ and client/pyproject.toml are unchanged since
+# the last successful install, it does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${SOW_QWEN3_VENV:-.venv}
+stamp_of() { cat requirements/*.txt client/pyproject.toml | sha256sum | cut -d' ' -f1; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating $VENV with $($PYTHON --version)" >&2
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ "$(cat "$VENV/.sow-qwen3-stamp" 2>/dev/null)" != "$(stamp_of)" ]; then
+  echo "bootstrap: installing pinned requirements into $VENV (first run: a few minutes)" >&2
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
+  stamp_of > "$VENV/.sow-qwen3-stamp"
+fi

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Start the real ``tritonserver`` on this repository's model repository, in the foreground.
+
+This is the single place that builds the server's command line: the tests,
+the demo and the Docker image all start the server through it.
+
+    serve.py --model-dir DIR --http-port P --grpc-port P2 --metrics-port P3 [--api-key KEY]
+
+The server binary is ``tritonserver`` from PATH when there is one (an NGC
+image), else the one inside the ``nvidia-pytriton`` wheel, with a Python
+backend folder made for the running interpreter. The process replaces itself
+with tritonserver (exec), so signals reach the server directly. Ready means
+``GET /v2/health/ready`` returns 200. Arguments after ``--`` go to
+tritonserver unchanged (for example ``-- --exit-on-error=false``).
+
+Settings also come from the environment: SOW_QWEN3_MODEL_PATH,
+SOW_QWEN3_API_KEY, SOW_QWEN3_INSTANCE_COUNT, SOW_QWEN3_MAX_QUEUE,
+SOW_QWEN3_INSTANCE_KIND; the model itself reads SOW_QWEN3_DEVICE and
+SOW_QWEN3_DTYPE (see model_repository/qwen3_aligner/config.pbtxt).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_REPOSITORY = REPO / "model_repository"
+MODEL_NAME = "qwen3_aligner"
+DEFAULT_MODEL_DIR = "/models/qwen3-forced-aligner"
+AUTH_OFF = "disabled"  # the API-key value that turns auth off on purpose
+RESTRICTED_APIS = "inference,model-repository"
+
+
+@dataclass
+class ServeOptions:
+    """Everything that decides the server's command line and environment."""
+
+    model_dir: str
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    host: str = "127.0.0.1"
+    api_key: str = ""
+    instance_count: int | None = None
+    max_queue_size: int | None = None
+    instance_kind: str | None = None
+    exit_timeout: int = 30
+    server_id: str = "sow-qwen3"
+    extra_args: list[str] = field(default_factory=list)
+
+
+def find_tritonserver() -> tuple[Path, Path | None]:
+    """The server binary, and the pytriton wheel's tritonserver folder when the binary comes from it."""
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return Path(on_path), None
+    try:
+        import pytriton  # the nvidia-pytriton wheel ships a full Triton 2.51
+    except ImportError:
+        raise SystemExit("serve.py: no tritonserver on PATH and the nvidia-pytriton wheel is not installed") from None
+    home = Path(pytriton.__file__).resolve().parent / "tritonserver"
+    return home / "bin" / "tritonserver", home
+
+
+def state_dir(name: str, content: str) -> Path:
+    """A folder under the temp dir whose name is derived from ``content``: the same content reuses it."""
+    digest = hashlib.sha256(content.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"sow-qwen3-{os.getuid()}" / f"{name}-{digest}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def python_backend_dir(wheel_home: Path) -> Path:
+    """A backends folder whose python/ holds the wheel's backend and the stub for this interpreter."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = wheel_home / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise SystemExit(f"serve.py: the nvidia-pytriton wheel has no Python backend stub for Python {version}")
+    sources = {
+        "libtriton_python.so": wheel_home / "backends" / "python" / "libtriton_python.so",
+        "triton_python_backend_utils.py": wheel_home / "backends" / "python" / "triton_python_backend_utils.py",
+        "triton_python_backend_stub": stub,
+    }
+    backends = state_dir("backends", f"{wheel_home}|{version}")
+    python_dir = backends / "python"
+    python_dir.mkdir(exist_ok=True)
+    for name, target in sources.items():
+        link = python_dir / name
+        if not (link.is_symlink() and link.resolve() == target.resolve()):
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+    return backends
+
+
+def render_config(text: str, instance_count: int | None, max_queue_size: int | None, instance_kind: str | None) -> str:
+    """config.pbtxt ``text`` with the instance count, queue size and instance kind replaced where given."""
+    replacements = [
+        (instance_count, r"(instance_group\s*\[\s*\{[^}]*?count:\s*)\d+", str),
+        (max_queue_size, r"(max_queue_size:\s*)\d+", str),
+        (instance_kind, r"(instance_group\s*\[\s*\{[^}]*?kind:\s*)KIND_\w+", lambda kind: f"KIND_{kind.upper()}"),
+    ]
+    for value, pattern, render in replacements:
+        if value is None:
+            continue
+        text, count = re.subn(pattern, lambda match: match.group(1) + render(value), text, count=1, flags=re.S)
+        if count != 1:
+            raise SystemExit(f"serve.py: could not set {pattern!r} in config.pbtxt")
+    return text
+
+
+def model_repository(options: ServeOptions) -> Path:
+    """The repository to serve: ours, or a copy whose config.pbtxt carries the overrides.
+
+    The copy links to the real model code, so what runs is what is tested.
+    """
+    source = MODEL_REPOSITORY / MODEL_NAME / "config.pbtxt"
+    original = source.read_text()
+    rendered = render_config(original, options.instance_count, options.max_queue_size, options.instance_kind)
+    if rendered == original:
+        return MODEL_REPOSITORY
+    repository = state_dir("repository", rendered)
+    model = repository / MODEL_NAME
+    model.mkdir(exist_ok=True)
+    (model / "config.pbtxt").write_text(rendered)
+    version = model / "1"
+    if not version.is_symlink():
+        version.symlink_to(MODEL_REPOSITORY / MODEL_NAME / "1")
+    return repository
+
+
+def auth_args(api_key: str) -> list[str]:
+    """Flags that make inference and the model-repository API need the key (none when auth is off)."""
+    if not api_key or api_key == AUTH_OFF:
+        return []
+    return [
+        f"--http-restricted-api={RESTRICTED_APIS}:api-key={api_key}",
+        f"--grpc-restricted-protocol={RESTRICTED_APIS}:api-key={api_key}",
+    ]
+
+
+def build_command(options: ServeOptions) -> tuple[list[str], dict[str, str]]:
+    """The tritonserver argv and environment for ``options``."""
+    binary, wheel_home = find_tritonserver()
+    argv = [
+        str(binary),
+        f"--model-repository={model_repository(options)}",
+        f"--id={options.server_id}",
+        f"--http-address={options.host}", f"--http-port={options.http_port}",
+        f"--grpc-address={options.host}", f"--grpc-port={options.grpc_port}",
+        f"--metrics-address={options.host}", f"--metrics-port={options.metrics_port}",
+        "--allow-metrics=true", "--allow-cpu-metrics=true",
+        # Otherwise the stub starts twice at load time.
+        "--disable-auto-complete-config",
+        "--strict-readiness=true",
+        f"--exit-timeout-secs={options.exit_timeout}",
+        *auth_args(options.api_key),
+    ]
+    if wheel_home is not None:
+        argv.append(f"--backend-directory={python_backend_dir(wheel_home)}")
+    argv += options.extra_args
+
+    env = dict(os.environ)
+    env["SOW_QWEN3_MODEL_PATH"] = options.model_dir
+    # The stub finds its Python environment through the python3 first on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [libdir, env.get("LD_LIBRARY_PATH")]))
+    env.pop("SOW_QWEN3_API_KEY", None)  # the key travels in argv only, not into the model's environment
+    return argv, env
+
+
+def parse_args(argv: list[str] | None = None) -> ServeOptions:
+    args_in = sys.argv[1:] if argv is None else argv
+    extra: list[str] = []
+    if "--" in args_in:
+        cut = args_in.index("--")
+        args_in, extra = args_in[:cut], args_in[cut + 1:]
+    env = os.environ
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", default=env.get("SOW_QWEN3_MODEL_PATH", DEFAULT_MODEL_DIR),
+                        help="Qwen3-ForcedAligner checkpoint directory (env SOW_QWEN3_MODEL_PATH)")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (the Docker image uses 0.0.0.0)")
+    parser.add_argument("--api-key", default=env.get("SOW_QWEN3_API_KEY", ""),
+                        help=f"require header 'api-key: KEY' for inference (env SOW_QWEN3_API_KEY; '{AUTH_OFF}' = off)")
+    parser.add_argument("--require-api-key", action="store_true",
+                        help=f"refuse to start without an API key, unless it is '{AUTH_OFF}'")
+    parser.add_argument("--instance-count", type=int, default=_env_int("SOW_QWEN3_INSTANCE_COUNT"))
+    parser.add_argument("--max-queue-size", type=int, default=_env_int("SOW_QWEN3_MAX_QUEUE"))
+    parser.add_argument("--instance-kind", choices=["cpu", "gpu"],
+                        default=env.get("SOW_QWEN3_INSTANCE_KIND") or None)
+    parser.add_argument("--exit-timeout", type=int, default=30,
+                        help="seconds in-flight requests get to finish after SIGTERM")
+    parser.add_argument("--id", dest="server_id", default="sow-qwen3", help="server id reported by GET /v2")
+    args = parser.parse_args(args_in)
+    if args.require_api_key and not args.api_key:
+        parser.error(f"no API key: set SOW_QWEN3_API_KEY (or --api-key), or '{AUTH_OFF}' to run without auth")
+    for name in ("instance_count", "max_queue_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    options = vars(args)
+    options.pop("require_api_key")
+    return ServeOptions(**options, extra_args=extra)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"serve.py: {name}={value!r} is not a whole number") from None
+
+
+def main() -> None:
+    argv, env = build_command(parse_args())
+    os.execve(argv[0], argv, env)
+
+
+if __name__ == "__main__":
+    main()

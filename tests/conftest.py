@@ -1,0 +1,71 @@
+"""Session fixtures: the tiny checkpoint, the real tritonserver on it, and in-process qwen-asr."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.triton import RunningServer, start_server
+
+MODEL_CODE = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "1"
+
+
+def _import_sow_aligner() -> None:
+    """Make ``sow_aligner`` importable without putting its folder on sys.path.
+
+    That folder also holds Triton's ``model.py``, which would shadow the
+    ``import model`` that nagisa (a qwen-asr dependency) does.
+    """
+    spec = importlib.util.spec_from_file_location(
+        "sow_aligner", MODEL_CODE / "sow_aligner" / "__init__.py", submodule_search_locations=[str(MODEL_CODE / "sow_aligner")]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sow_aligner"] = module
+    spec.loader.exec_module(module)
+
+
+_import_sow_aligner()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight checkpoint made by scripts/make_tiny_model.py (float32)."""
+    from make_tiny_model import write_checkpoint
+
+    return write_checkpoint(tmp_path_factory.mktemp("tiny-model"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def triton_server(tiny_model_dir: Path, server_logs: Path):
+    """The real tritonserver, started by scripts/serve.py on the tiny checkpoint, ready.
+
+    Teardown checks the server stops cleanly: exit status 0, no stub process
+    and no /dev/shm region left behind.
+    """
+    server = start_server(tiny_model_dir, server_logs)
+    yield server
+    assert_clean_stop(server)
+
+
+def assert_clean_stop(server: RunningServer) -> None:
+    """Stop ``server`` and fail if it did not exit cleanly and leave nothing behind."""
+    status = server.stop()
+    assert status == 0, f"tritonserver exited with {status}:\n{server.log()[-3000:]}"
+    assert server.leftover_processes == [], f"stub processes left running: {server.leftover_processes}"
+    assert server.leftover_shm == [], f"shared memory left behind: {server.leftover_shm}"
+
+
+@pytest.fixture(scope="session")
+def reference_aligner(tiny_model_dir: Path):
+    """Stock in-process qwen-asr on the same checkpoint, as its README shows it."""
+    import torch
+    from qwen_asr import Qwen3ForcedAligner
+
+    return Qwen3ForcedAligner.from_pretrained(str(tiny_model_dir), dtype=torch.float32, device_map="cpu")

@@ -1,0 +1,107 @@
+"""The qwen3_aligner contract against the real tritonserver and the tiny checkpoint."""
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from support.audio import noise, speech
+from support.infer import MODEL, align_grpc, align_http, build_inputs, http_client, lines_of
+
+ZH = "奇异恩典 何等甘甜\n我罪已得赦免\n前我失丧 今被寻回\n瞎眼今得看见"
+EN = "Amazing grace how sweet the sound\nThat saved a wretch like me\nI once was lost but now am found"
+MIXED = "\n主啊 Lord，\n\n……！！\n你是我的力量 my strength\n  \n——\nHallelujah 哈利路亚\n"
+PUNCT_FIRST = "。。。\n奇异恩典\n\n！\n何等甘甜"
+CASES = {
+    "chinese-speech": (ZH, "Chinese", lambda: speech(6.0)),
+    "chinese-noise": (ZH, "zh", lambda: noise(5.0, seed=1)),
+    "english": (EN, "English", lambda: speech(5.5)),
+    "mixed-blank-punctuation": (MIXED, None, lambda: noise(4.5, seed=2)),
+    "punctuation-first": (PUNCT_FIRST, "ZH-cn", lambda: speech(4.0)),
+}
+
+
+def expected_lines(aligner, audio: np.ndarray, lyrics: str, language: str) -> tuple[list, list, list]:
+    """What stock in-process qwen-asr gives, mapped to lines and clamped (written independently of the server)."""
+    lines = [line.strip() for line in lyrics.splitlines() if line.strip()]
+    items = aligner.align((audio, 16000), lyrics, language)[0]
+    counts = [len(aligner.aligner_processor.encode_timestamp(line, language)[0]) for line in lines]
+    assert sum(counts) == len(items)
+    duration = len(audio) / 16000
+    starts, ends, cursor, previous_end = [], [], 0, 0.0
+    for count in counts:
+        if count:
+            start = min(max(items[cursor].start_time, 0.0), duration)
+            end = min(max(items[cursor + count - 1].end_time, 0.0), duration)
+        else:
+            start = end = previous_end
+        starts.append(round(start, 3))
+        ends.append(round(end, 3))
+        cursor += count
+        previous_end = end
+    return lines, starts, ends
+
+
+def rounded(values):
+    return [round(v, 3) for v in values]
+
+
+@pytest.fixture(scope="module")
+def expectations(reference_aligner):
+    table = {}
+    for name, (lyrics, language, make_audio) in CASES.items():
+        audio = make_audio()
+        table[name] = (audio, lyrics, language, expected_lines(reference_aligner, audio, lyrics, language or "Chinese"))
+    return table
+
+
+def test_server_is_ready_and_reports_the_model(triton_server):
+    assert triton_server.is_ready()
+    with urllib.request.urlopen(f"http://{triton_server.http_url}/v2/models/{MODEL}/config") as response:
+        config = json.load(response)
+    assert config["max_batch_size"] >= 1 and "dynamic_batching" in config
+    assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] >= 16
+    assert {i["name"]: i["data_type"] for i in config["input"]} == {
+        "AUDIO": "TYPE_FP32", "LYRICS": "TYPE_STRING", "LANGUAGE": "TYPE_STRING"}
+
+
+def test_expectations_are_informative(expectations):
+    """Guards the parity test against passing trivially: times vary and fall inside the clips."""
+    for name, (audio, _, _, (_, starts, ends)) in expectations.items():
+        duration = len(audio) / 16000
+        assert max(ends) < duration, f"{name}: times clamp to the clip end, the test would be empty"
+    _, zh_starts, _ = expectations["chinese-speech"][3]
+    assert len(set(zh_starts)) >= 3, zh_starts
+    assert expectations["chinese-speech"][3] != expectations["chinese-noise"][3], "audio makes no difference"
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_parity_with_in_process_qwen_asr(triton_server, expectations, protocol, case):
+    audio, lyrics, language, (lines, starts, ends) = expectations[case]
+    align = align_http if protocol == "http" else align_grpc
+    url = triton_server.http_url if protocol == "http" else triton_server.grpc_url
+    result = align(url, audio, lyrics, language)
+    assert result.text == lines
+    assert rounded(result.start) == starts
+    assert rounded(result.end) == ends
+    assert all(a <= b for a, b in zip(result.start, result.start[1:]))
+
+
+def test_unit_outputs_back_the_line_times(triton_server):
+    client = http_client(triton_server.http_url)
+    result = client.infer(MODEL, build_inputs(httpclient, speech(5.0), MIXED))
+    client.close()
+    lines = lines_of(result)
+    units = [u.decode() for u in result.as_numpy("UNIT_TEXT")[0]]
+    unit_line = result.as_numpy("UNIT_LINE")[0].tolist()
+    unit_start = result.as_numpy("UNIT_START")[0]
+    assert units == ["主", "啊", "Lord", "你", "是", "我", "的", "力", "量", "my", "strength", "Hallelujah", "哈", "利", "路", "亚"]
+    assert unit_line == [0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 4, 4, 4, 4, 4]
+    for line, start in enumerate(lines.start):
+        if line in unit_line:
+            assert start == unit_start[unit_line.index(line)]

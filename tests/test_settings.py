@@ -1,0 +1,121 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from sow_aligner import settings
+from sow_aligner.settings import SettingsError
+
+CONFIG = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "config.pbtxt"
+
+
+def config_parameters() -> dict[str, str]:
+    """The parameters block of the real config.pbtxt."""
+    pairs = re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', CONFIG.read_text())
+    return dict(pairs)
+
+
+def test_config_pbtxt_defaults():
+    resolved = settings.resolve(config_parameters(), {})
+    assert resolved.model_path == Path("/models/qwen3-forced-aligner")
+    assert resolved.device == ""
+    assert resolved.dtype == "auto"
+    assert resolved.max_audio_seconds == 300
+    assert resolved.encoder_attention == "windowed"
+    assert resolved.torch_threads == 0
+
+
+def test_config_pbtxt_has_exactly_the_known_parameters():
+    assert set(config_parameters()) == set(settings.PARAMETERS)
+
+
+def test_environment_overrides_config():
+    env = {"SOW_QWEN3_MODEL_PATH": "/tmp/m", "SOW_QWEN3_DEVICE": "CPU", "SOW_QWEN3_DTYPE": "float32",
+           "SOW_QWEN3_MAX_AUDIO_SECONDS": "60", "SOW_QWEN3_ENCODER_ATTENTION": "full", "SOW_QWEN3_TORCH_THREADS": "3"}
+    resolved = settings.resolve(config_parameters(), env)
+    assert (resolved.model_path, resolved.device, resolved.dtype) == (Path("/tmp/m"), "cpu", "float32")
+    assert (resolved.max_audio_seconds, resolved.encoder_attention, resolved.torch_threads) == (60, "full", 3)
+
+
+def test_empty_environment_value_keeps_config():
+    assert settings.resolve(config_parameters(), {"SOW_QWEN3_DTYPE": ""}).dtype == "auto"
+
+
+@pytest.mark.parametrize("variable,value,expected", [
+    ("SOW_QWEN3_DEVICE", "tpu", "one of auto, cuda, mps, cpu"),
+    ("SOW_QWEN3_DTYPE", "int8", "one of auto, bfloat16, float16, float32"),
+    ("SOW_QWEN3_MAX_AUDIO_SECONDS", "five", "a number"),
+    ("SOW_QWEN3_MAX_AUDIO_SECONDS", "0", "a number >= 1"),
+    ("SOW_QWEN3_MAX_AUDIO_SECONDS", "nan", "a number >= 1"),
+    ("SOW_QWEN3_TORCH_THREADS", "-1", "a number >= 0"),
+])
+def test_bad_values_name_the_variable(variable, value, expected):
+    with pytest.raises(SettingsError) as error:
+        settings.resolve(config_parameters(), {variable: value})
+    assert variable in str(error.value) and repr(value) in str(error.value) and expected in str(error.value)
+
+
+def test_missing_parameter_is_named():
+    parameters = config_parameters()
+    del parameters["dtype"]
+    with pytest.raises(SettingsError, match="lacks the parameters dtype"):
+        settings.resolve(parameters, {})
+
+
+@pytest.mark.parametrize("requested,kind,device_id,cuda,mps,expected", [
+    ("", "GPU", 1, True, False, "cuda:1"),
+    ("", "CPU", 0, True, True, "cpu"),
+    ("", "MODEL", 0, False, True, "mps"),
+    ("auto", "CPU", 0, True, True, "cuda:0"),
+    ("auto", "GPU", 2, True, False, "cuda:2"),
+    ("auto", "CPU", 0, False, True, "mps"),
+    ("auto", "CPU", 0, False, False, "cpu"),
+    ("cpu", "GPU", 0, True, True, "cpu"),
+    ("cuda", "CPU", 0, True, False, "cuda:0"),
+    ("mps", "CPU", 0, False, True, "mps"),
+])
+def test_device_resolution(requested, kind, device_id, cuda, mps, expected):
+    assert settings.resolve_device(requested, kind, device_id, cuda, mps) == expected
+
+
+@pytest.mark.parametrize("requested,kind", [("cuda", "CPU"), ("", "GPU"), ("mps", "CPU")])
+def test_missing_device_is_an_error(requested, kind):
+    with pytest.raises(SettingsError, match="not available"):
+        settings.resolve_device(requested, kind, 0, cuda_available=False, mps_available=False)
+
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize("requested,device,checkpoint,bf16,memory,expected", [
+    ("float16", "cpu", "bfloat16", True, None, "float16"),
+    ("auto", "cuda:0", "float32", False, None, "bfloat16"),
+    ("auto", "mps", "bfloat16", False, None, "float32"),
+    ("auto", "cpu", "bfloat16", True, 8 * GIB, "bfloat16"),
+    ("auto", "cpu", "bfloat16", False, 8 * GIB, "bfloat16"),
+    ("auto", "cpu", "bfloat16", False, 16 * GIB, "float32"),
+    ("auto", "cpu", "float32", True, 8 * GIB, "float32"),
+])
+def test_dtype_resolution(requested, device, checkpoint, bf16, memory, expected):
+    assert settings.resolve_dtype(requested, device, checkpoint, bf16, memory) == expected
+
+
+def test_native_bf16_detection():
+    assert settings.cpu_has_native_bf16("processor: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    assert settings.cpu_has_native_bf16("flags : fpu amx_bf16 amx_tile\n")
+    assert not settings.cpu_has_native_bf16("flags : fpu sse avx2 avx512f\n")
+    assert not settings.cpu_has_native_bf16("")
+
+
+@pytest.mark.parametrize("cpu_max,usable,instances,expected", [
+    (None, 8, 1, 8), ("max 100000", 8, 2, 4), ("400000 100000", 16, 1, 4),
+    ("400000 100000", 16, 3, 1), ("150000 100000", 2, 1, 1), (None, 2, 4, 1),
+])
+def test_cpu_share(cpu_max, usable, instances, expected):
+    assert settings.cpu_share(cpu_max, usable, instances) == expected
+
+
+def test_memory_limit():
+    assert settings.memory_limit("8589934592\n", 24 * GIB) == 8 * GIB
+    assert settings.memory_limit("max\n", 24 * GIB) == 24 * GIB
+    assert settings.memory_limit(None, 24 * GIB) == 24 * GIB
