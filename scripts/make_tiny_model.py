@@ -162,38 +162,51 @@ def make_informative(model, processor) -> None:
     With stock random initialisation every ``<timestamp>`` position has nearly
     the same hidden state, so every unit gets the same time, and the 5000-class
     head puts it far past a short clip: after clamping, a server that never ran
-    the model would pass a parity test. We therefore (1) widen the weights so
-    hidden states depend on the audio and the text, (2) keep only the first
-    INFORMATIVE_CLASSES rows of the head (times within a few seconds) and
-    (3) point those rows at the directions in which hidden states differ from
-    one timestamp position to the next (whitened, with the common mean
-    projected out), measured on a fixed calibration input.
+    the model would pass a parity test. Instead we
+      1. widen the weights, so hidden states depend on the audio and the text;
+      2. fit, on fixed calibration inputs, a linear read-out s(h) of the final
+         hidden state that tracks the timestamp's place in the text (two
+         classes per unit, the end one class after the start);
+      3. make the head's first INFORMATIVE_CLASSES rows score class k as
+         2k*s(h) - k^2, whose argmax is the class nearest to s(h); the other
+         rows stay zero, so times fall within a few seconds.
+    Times then grow along the text, differ between a unit's start and end, and
+    change with the audio, which is what parity tests need.
     """
     import torch
     from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
 
     thinker = model.thinker
+    splitter = Qwen3ForceAlignProcessor()
+    lines = CORPUS.strip().splitlines()
+    calibration = [(CORPUS, 8.0), ("\n".join(lines[0:5]), 5.0), ("\n".join(lines[7:10]), 4.0)]
     with torch.no_grad():
         for name, param in thinker.named_parameters():
             if param.dim() >= 2 and "lm_head" not in name:
                 param.mul_(4.0)
-        _, prompt = Qwen3ForceAlignProcessor().encode_timestamp(CORPUS, "Chinese")
-        inputs = processor(text=[prompt], audio=[calibration_audio()], return_tensors="pt", padding=True)
-        captured = {}
-        hook = thinker.lm_head.register_forward_hook(lambda _m, args, _o: captured.setdefault("h", args[0]))
-        thinker(**inputs, use_cache=False)
-        hook.remove()
-        hidden = captured["h"][0][inputs["input_ids"][0] == model.config.timestamp_token_id]
-        mean = hidden.mean(0)
-        cov = torch.cov((hidden - mean).T) + 1e-4 * torch.eye(hidden.shape[1])
-        eigval, eigvec = torch.linalg.eigh(cov)
-        whiten = eigvec @ torch.diag(eigval.rsqrt()) @ eigvec.T
-        rows = torch.randn(INFORMATIVE_CLASSES, hidden.shape[1], generator=torch.Generator().manual_seed(0))
-        common = whiten @ mean
-        rows -= (rows @ common)[:, None] * common[None, :] / (common @ common)
+        hidden, targets = [], []
+        for text, seconds in calibration:
+            _, prompt = splitter.encode_timestamp(text, "Chinese")
+            inputs = processor(text=[prompt], audio=[calibration_audio(seconds)], return_tensors="pt", padding=True)
+            captured = {}
+            hook = thinker.lm_head.register_forward_hook(lambda _m, args, _o: captured.setdefault("h", args[0]))
+            thinker(**inputs, use_cache=False)
+            hook.remove()
+            states = captured["h"][0][inputs["input_ids"][0] == model.config.timestamp_token_id]
+            place = torch.arange(states.shape[0])
+            hidden.append(states)
+            targets.append((2 * (place // 2) + place % 2).float())
+        states, target = torch.cat(hidden), torch.cat(targets)
+        design = torch.cat([states, torch.ones(states.shape[0], 1)], dim=1)
+        solution = torch.linalg.solve(design.T @ design + 1e-3 * torch.eye(design.shape[1]), design.T @ target)
+        weights, bias = solution[:-1], solution[-1]
+        # No bias in the head: constants ride on the mean hidden state (mean . h ~ |mean|^2).
+        mean = states.mean(0)
+        constant = mean / (mean @ mean)
+        k = torch.arange(INFORMATIVE_CLASSES, dtype=torch.float32)[:, None]
         head = thinker.lm_head.weight
         head.zero_()
-        head[:INFORMATIVE_CLASSES] = rows @ whiten
+        head[:INFORMATIVE_CLASSES] = 2 * k * (weights + bias * constant) - k**2 * constant
 
 
 def patch_config(out_dir: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support.triton import RunningServer, start_server
+from server_process import RunningServer, start_server
 
 MODEL_CODE = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "1"
 

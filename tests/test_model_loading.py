@@ -1,0 +1,85 @@
+"""Loading: a missing or broken model directory leaves the server up but not ready,
+and a failure inside inference is a 500 logged at ERROR with its traceback."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import assert_clean_stop
+from support.audio import speech
+from support.infer import MODEL, align_http, build_inputs, http_client
+from server_process import http_status, start_server
+
+
+def broken_copy(tiny_model_dir: Path, tmp_path: Path, breakage) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, target)
+    breakage(target)
+    return target
+
+
+def rewrite_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+BROKEN = {
+    "missing": (lambda d: shutil.rmtree(d), "does not exist"),
+    "no-weights": (lambda d: (d / "model.safetensors").unlink(), "is missing model.safetensors"),
+    "garbage-config": (lambda d: (d / "config.json").write_text("{not json"), "unreadable config.json"),
+    "not-an-aligner": (
+        lambda d: rewrite_json(d / "config.json", lambda c: c["thinker_config"].update(model_type="qwen3_asr_thinker")),
+        "not a forced aligner",
+    ),
+    "truncated-weights": (
+        lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:5000]),
+        "could not load Qwen3-ForcedAligner from",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_model_dir_leaves_server_live_but_not_ready(tiny_model_dir, server_logs, tmp_path, case):
+    breakage, problem = BROKEN[case]
+    model_dir = broken_copy(tiny_model_dir, tmp_path, breakage)
+    server = start_server(model_dir, server_logs, wait_ready=False, triton_args=("--exit-on-error=false",))
+    try:
+        base = f"http://{server.http_url}"
+        # Triton opens its endpoints only after the model load has been tried.
+        assert http_status(f"{base}/v2/health/live") == 200
+        assert http_status(f"{base}/v2/health/ready") == 400
+        assert http_status(f"{base}/v2/models/{MODEL}/ready") == 400
+        with pytest.raises(InferenceServerException):
+            align_http(server.http_url, speech(2.0), "奇异恩典")
+        failures = [line for line in server.log().splitlines() if "loading failed:" in line]
+        assert failures and str(model_dir) in failures[0] and problem in failures[0], server.log()[-3000:]
+    finally:
+        assert_clean_stop(server)
+
+
+def test_inference_failure_is_500_and_logged_with_traceback(tiny_model_dir, server_logs, tmp_path):
+    """A checkpoint whose feature extractor disagrees with the encoder loads, then fails inside the model."""
+    model_dir = broken_copy(
+        tiny_model_dir, tmp_path,
+        lambda d: rewrite_json(d / "preprocessor_config.json", lambda c: c.update(feature_size=80)),
+    )
+    server = start_server(model_dir, server_logs)
+    try:
+        client = http_client(server.http_url)
+        with pytest.raises(InferenceServerException) as error:
+            client.infer(MODEL, build_inputs(httpclient, speech(2.0), "奇异恩典"))
+        client.close()
+        assert error.value.status() == "500"
+        assert error.value.message().startswith("alignment failed: RuntimeError")
+        log = server.log()
+        assert re.search(r"^E\d{4} .*alignment failed\\nTraceback \(most recent call last\)", log, re.M), log[-3000:]
+        assert "engine.py" in log and server.is_ready()
+    finally:
+        assert_clean_stop(server)

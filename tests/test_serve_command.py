@@ -1,0 +1,89 @@
+"""scripts/serve.py builds the one tritonserver command line everything uses."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import serve
+
+
+def options(**overrides) -> serve.ServeOptions:
+    return serve.ServeOptions(model_dir="/m", **overrides)
+
+
+def flag(argv: list[str], name: str) -> str:
+    values = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"--{name}=")]
+    assert len(values) == 1, (name, argv)
+    return values[0]
+
+
+def test_command_binds_ports_and_uses_the_wheel_backend():
+    argv, env = serve.build_command(options(http_port=1, grpc_port=2, metrics_port=3, host="0.0.0.0"))
+    assert Path(argv[0]).name == "tritonserver" and os.access(argv[0], os.X_OK)
+    assert (flag(argv, "http-port"), flag(argv, "grpc-port"), flag(argv, "metrics-port")) == ("1", "2", "3")
+    assert flag(argv, "http-address") == flag(argv, "grpc-address") == flag(argv, "metrics-address") == "0.0.0.0"
+    assert flag(argv, "model-repository") == str(serve.MODEL_REPOSITORY)
+    backend = Path(flag(argv, "backend-directory")) / "python"
+    assert (backend / "triton_python_backend_stub").resolve().exists()
+    assert (backend / "libtriton_python.so").resolve().exists()
+    assert "--disable-auto-complete-config" in argv
+    assert env["SOW_QWEN3_MODEL_PATH"] == "/m"
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(os.sys.executable).parent)
+
+
+def test_api_key_restricts_inference_and_repository_over_both_protocols(monkeypatch):
+    monkeypatch.setenv("SOW_QWEN3_API_KEY", "s3cret")
+    argv, env = serve.build_command(serve.parse_args(["--model-dir", "/m"]))
+    assert flag(argv, "http-restricted-api") == "inference,model-repository:api-key=s3cret"
+    assert flag(argv, "grpc-restricted-protocol") == "inference,model-repository:api-key=s3cret"
+    assert "SOW_QWEN3_API_KEY" not in env
+
+
+@pytest.mark.parametrize("key", ["", "disabled"])
+def test_no_key_or_disabled_means_no_restriction(key):
+    argv, _ = serve.build_command(options(api_key=key))
+    assert not [arg for arg in argv if "restricted" in arg]
+
+
+def test_require_api_key_refuses_to_start_without_one(monkeypatch, capsys):
+    monkeypatch.delenv("SOW_QWEN3_API_KEY", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        serve.parse_args(["--require-api-key"])
+    assert exit_info.value.code == 2
+    assert "no API key" in capsys.readouterr().err
+    assert serve.parse_args(["--require-api-key", "--api-key", "disabled"]).api_key == "disabled"
+
+
+def test_extra_arguments_pass_through():
+    parsed = serve.parse_args(["--model-dir", "/m", "--", "--exit-on-error=false", "--log-verbose=1"])
+    argv, _ = serve.build_command(parsed)
+    assert argv[-2:] == ["--exit-on-error=false", "--log-verbose=1"]
+
+
+def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch):
+    monkeypatch.setenv("SOW_QWEN3_INSTANCE_COUNT", "3")
+    monkeypatch.setenv("SOW_QWEN3_MAX_QUEUE", "5")
+    monkeypatch.setenv("SOW_QWEN3_INSTANCE_KIND", "gpu")
+    argv, _ = serve.build_command(serve.parse_args(["--model-dir", "/m"]))
+    repository = Path(flag(argv, "model-repository"))
+    assert repository != serve.MODEL_REPOSITORY
+    config = (repository / serve.MODEL_NAME / "config.pbtxt").read_text()
+    assert re.search(r"instance_group\s*\[\s*\{\s*count:\s*3\s+kind:\s*KIND_GPU", config)
+    assert re.search(r"max_queue_size:\s*5\b", config)
+    assert (repository / serve.MODEL_NAME / "1").resolve() == (serve.MODEL_REPOSITORY / serve.MODEL_NAME / "1")
+    original = (serve.MODEL_REPOSITORY / serve.MODEL_NAME / "config.pbtxt").read_text()
+    assert re.sub(r"count: 3|KIND_GPU|max_queue_size: 5", "", config) == re.sub(
+        r"count: 1|KIND_CPU|max_queue_size: 32", "", original)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--instance-count", "0"], "--instance-count must be at least 1"),
+    (["--max-queue-size", "-3"], "--max-queue-size must be at least 1"),
+])
+def test_bad_counts_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        serve.parse_args(argv)
+    assert message in capsys.readouterr().err
