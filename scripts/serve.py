@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -53,6 +54,7 @@ class ServeOptions:
     max_queue_size: int | None = None
     instance_kind: str | None = None
     exit_timeout: int = 30
+    max_audio_seconds: float = 300.0
     server_id: str = "sow-qwen3"
     extra_args: list[str] = field(default_factory=list)
 
@@ -116,6 +118,15 @@ def render_config(text: str, instance_count: int | None, max_queue_size: int | N
     return text
 
 
+def config_parameter(key: str) -> str:
+    """A parameter's value in our config.pbtxt (the one place defaults live)."""
+    text = (MODEL_REPOSITORY / MODEL_NAME / "config.pbtxt").read_text()
+    match = re.search(rf'key:\s*"{key}"\s*value:\s*{{\s*string_value:\s*"([^"]*)"', text)
+    if not match:
+        raise SystemExit(f"serve.py: config.pbtxt has no parameter {key!r}")
+    return match.group(1)
+
+
 def model_repository(options: ServeOptions) -> Path:
     """The repository to serve: ours, or a copy whose config.pbtxt carries the overrides.
 
@@ -134,6 +145,18 @@ def model_repository(options: ServeOptions) -> Path:
     if not version.is_symlink():
         version.symlink_to(MODEL_REPOSITORY / MODEL_NAME / "1")
     return repository
+
+
+def supports_flag(binary: Path, flag: str) -> bool:
+    """Whether this tritonserver build lists ``flag`` in its --help."""
+    result = subprocess.run([str(binary), "--help"], capture_output=True, text=True)
+    return flag in result.stdout + result.stderr
+
+
+def max_input_bytes(max_audio_seconds: float) -> int:
+    """The largest HTTP request a clip at the length limit needs: float32 samples at
+    16 kHz, sent as binary data, plus 1 MiB for the lyrics and the JSON header."""
+    return int(max_audio_seconds * 16000 * 4) + 2**20
 
 
 def auth_args(api_key: str) -> list[str]:
@@ -165,6 +188,10 @@ def build_command(options: ServeOptions) -> tuple[list[str], dict[str, str]]:
     ]
     if wheel_home is not None:
         argv.append(f"--backend-directory={python_backend_dir(wheel_home)}")
+    # Triton 2.53+ can refuse oversized bodies before reading them; 2.51 cannot,
+    # so there the model refuses long clips once they have arrived.
+    if supports_flag(binary, "--http-max-input-size"):
+        argv.append(f"--http-max-input-size={max_input_bytes(options.max_audio_seconds)}")
     argv += options.extra_args
 
     env = dict(os.environ)
@@ -203,6 +230,9 @@ def parse_args(argv: list[str] | None = None) -> ServeOptions:
     parser.add_argument("--exit-timeout", type=int, default=30,
                         help="seconds in-flight requests get to finish after SIGTERM")
     parser.add_argument("--id", dest="server_id", default="sow-qwen3", help="server id reported by GET /v2")
+    parser.add_argument("--max-audio-seconds", type=float,
+                        default=float(env.get("SOW_QWEN3_MAX_AUDIO_SECONDS") or config_parameter("max_audio_seconds")),
+                        help="the model's audio limit (env SOW_QWEN3_MAX_AUDIO_SECONDS); sizes the HTTP body limit")
     args = parser.parse_args(args_in)
     if args.require_api_key and not args.api_key:
         parser.error(f"no API key: set SOW_QWEN3_API_KEY (or --api-key), or '{AUTH_OFF}' to run without auth")

@@ -87,3 +87,16 @@ def test_bad_counts_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit):
         serve.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_http_body_limit_fits_a_clip_at_the_limit_plus_lyrics():
+    assert serve.max_input_bytes(300) == 300 * 16000 * 4 + 2**20
+    assert serve.max_input_bytes(60) < serve.max_input_bytes(300)
+
+
+def test_body_limit_flag_only_where_the_server_has_it():
+    argv, _ = serve.build_command(options())
+    binary = Path(argv[0])
+    has_flag = serve.supports_flag(binary, "--http-max-input-size")
+    assert any(arg.startswith("--http-max-input-size=") for arg in argv) == has_flag
+    assert serve.supports_flag(binary, "--http-restricted-api")
