@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from server_process import RunningServer, start_server
 
@@ -27,6 +28,10 @@ def _import_sow_aligner() -> None:
 
 
 _import_sow_aligner()
+
+# A shared 2-core machine makes per-example timing meaningless: no deadlines.
+settings.register_profile("sow", deadline=None, print_blob=True)
+settings.load_profile("sow")
 
 
 @pytest.fixture(scope="session")

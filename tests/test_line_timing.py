@@ -31,10 +31,10 @@ def test_counts_must_match_the_units():
 def alignments(draw, monotonic: bool):
     counts = draw(st.lists(st.integers(0, 4), min_size=1, max_size=12))
     total = sum(counts)
-    values = draw(st.lists(st.floats(-5, 400, allow_nan=False), min_size=2 * total, max_size=2 * total))
+    values = draw(st.lists(st.floats(-5, 400, allow_nan=False, allow_subnormal=False), min_size=2 * total, max_size=2 * total))
     if monotonic:
         values.sort()
-    duration = draw(st.floats(0.1, 300))
+    duration = draw(st.floats(0.1, 300, allow_subnormal=False))
     return counts, values[0::2], values[1::2], duration
 
 
