@@ -37,7 +37,9 @@ MODEL_REPOSITORY = REPO / "model_repository"
 MODEL_NAME = "qwen3_aligner"
 DEFAULT_MODEL_DIR = "/models/qwen3-forced-aligner"
 AUTH_OFF = "disabled"  # the API-key value that turns auth off on purpose
-RESTRICTED_APIS = "inference,model-repository"
+# Everything but health, metadata, model config and statistics needs the key:
+# logging and trace can set file paths, shared-memory can map server memory.
+RESTRICTED_APIS = "inference,model-repository,shared-memory,logging,trace"
 
 
 @dataclass
@@ -227,8 +229,8 @@ def parse_args(argv: list[str] | None = None) -> ServeOptions:
     parser.add_argument("--max-queue-size", type=int, default=_env_int("SOW_QWEN3_MAX_QUEUE"))
     parser.add_argument("--instance-kind", choices=["cpu", "gpu"],
                         default=env.get("SOW_QWEN3_INSTANCE_KIND") or None)
-    parser.add_argument("--exit-timeout", type=int, default=30,
-                        help="seconds in-flight requests get to finish after SIGTERM")
+    parser.add_argument("--exit-timeout", type=int, default=_env_int("SOW_QWEN3_EXIT_TIMEOUT") or 30,
+                        help="seconds in-flight requests get to finish after SIGTERM (env SOW_QWEN3_EXIT_TIMEOUT)")
     parser.add_argument("--id", dest="server_id", default="sow-qwen3", help="server id reported by GET /v2")
     parser.add_argument("--max-audio-seconds", type=float,
                         default=float(env.get("SOW_QWEN3_MAX_AUDIO_SECONDS") or config_parameter("max_audio_seconds")),

@@ -37,8 +37,9 @@ def test_command_binds_ports_and_uses_the_wheel_backend():
 def test_api_key_restricts_inference_and_repository_over_both_protocols(monkeypatch):
     monkeypatch.setenv("SOW_QWEN3_API_KEY", "s3cret")
     argv, env = serve.build_command(serve.parse_args(["--model-dir", "/m"]))
-    assert flag(argv, "http-restricted-api") == "inference,model-repository:api-key=s3cret"
-    assert flag(argv, "grpc-restricted-protocol") == "inference,model-repository:api-key=s3cret"
+    restricted = "inference,model-repository,shared-memory,logging,trace:api-key=s3cret"
+    assert flag(argv, "http-restricted-api") == restricted
+    assert flag(argv, "grpc-restricted-protocol") == restricted
     assert "SOW_QWEN3_API_KEY" not in env
 
 
