@@ -9,21 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 import traceback
-from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sow_aligner import settings as sow_settings  # noqa: E402
-from sow_aligner.errors import InvalidRequest  # noqa: E402
-from sow_aligner.languages import resolve_language  # noqa: E402
-from sow_aligner.lyrics import split_lines  # noqa: E402
-from sow_aligner.validation import check_duration, one_clip, one_string  # noqa: E402
+# The Python backend puts this file's folder on sys.path, so the package beside it imports.
+from sow_aligner import settings as sow_settings
+from sow_aligner.errors import InvalidRequest
+from sow_aligner.languages import resolve_language
+from sow_aligner.lyrics import split_lines
+from sow_aligner.validation import check_duration, one_clip, one_string
 
 log = logging.getLogger("qwen3_aligner")
 
