@@ -8,9 +8,12 @@ the demo and the Docker image all start the server through it.
 
 The server binary is ``tritonserver`` from PATH when there is one (an NGC
 image), else the one inside the ``nvidia-pytriton`` wheel, with a Python
-backend folder made for the running interpreter. The process replaces itself
-with tritonserver (exec), so signals reach the server directly. Ready means
-``GET /v2/health/ready`` returns 200. Arguments after ``--`` go to
+backend folder made for the running interpreter. The server runs as a child
+under ``triton_supervisor``: SIGTERM/SIGINT are forwarded (the server drains
+in-flight requests for --exit-timeout seconds), the exit status is the
+server's, and a crashed Python backend stub (which Triton 2.51 neither restarts
+nor reports) ends the server with status 1 so a restart policy brings it back.
+Ready means ``GET /v2/health/ready`` returns 200. Arguments after ``--`` go to
 tritonserver unchanged (for example ``-- --exit-on-error=false``).
 
 Settings also come from the environment: SOW_QWEN3_MODEL_PATH,
@@ -31,6 +34,8 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from triton_supervisor import supervise
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = REPO / "model_repository"
@@ -139,7 +144,7 @@ def model_repository(options: ServeOptions) -> Path:
     rendered = render_config(original, options.instance_count, options.max_queue_size, options.instance_kind)
     if rendered == original:
         return MODEL_REPOSITORY
-    repository = state_dir("repository", rendered)
+    repository = state_dir("repository", f"{MODEL_REPOSITORY}|{rendered}")
     model = repository / MODEL_NAME
     model.mkdir(exist_ok=True)
     (model / "config.pbtxt").write_text(rendered)
@@ -257,9 +262,18 @@ def _env_int(name: str) -> int | None:
         raise SystemExit(f"serve.py: {name}={value!r} is not a whole number") from None
 
 
+def ready_url(options: ServeOptions) -> str:
+    """Where the supervisor asks whether the model is ready (loopback when bound to all addresses)."""
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{options.http_port}/v2/health/ready"
+
+
 def main() -> None:
-    argv, env = build_command(parse_args())
-    os.execve(argv[0], argv, env)
+    options = parse_args()
+    argv, env = build_command(options)
+    sys.exit(supervise(argv, env, ready_url(options), options.exit_timeout))
 
 
 if __name__ == "__main__":

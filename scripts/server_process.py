@@ -25,6 +25,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 SERVE = REPO / "scripts" / "serve.py"
 SHM_PREFIX = "/dev/shm/triton_python_backend_shm_region"
+STUB_NAME = "triton_python_backend_stub"[:15]  # a zombie's name is cut to the kernel's 15 characters
 
 
 def free_ports(count: int) -> list[int]:
@@ -84,17 +85,21 @@ class RunningServer:
     def is_ready(self) -> bool:
         return http_status(f"http://{self.http_url}/v2/health/ready") == 200
 
-    def stub_pids(self) -> list[int]:
-        """PIDs of the Python backend stub processes of this server."""
+    def descendant_pids(self) -> list[int]:
+        """PIDs of the processes under serve.py: tritonserver and its Python backend stubs."""
         try:
             return [child.pid for child in psutil.Process(self.process.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
 
+    def stub_pids(self) -> list[int]:
+        """PIDs of the Python backend stub processes of this server (zombies included)."""
+        return [pid for pid in self.descendant_pids() if _name(pid).startswith(STUB_NAME)]
+
     def mapped_shm_files(self) -> set[str]:
         """The Python backend's /dev/shm regions that this server's processes map."""
         found = set()
-        for pid in [self.process.pid, *self.stub_pids()]:
+        for pid in self.descendant_pids():
             try:
                 for mapping in psutil.Process(pid).memory_maps(grouped=True):
                     if mapping.path.startswith(SHM_PREFIX):
@@ -110,7 +115,7 @@ class RunningServer:
         shared-memory regions that are left behind (a killed server leaves them)
         and returns the status; ``leftover_shm`` records what had to be removed.
         """
-        stubs = self.stub_pids()
+        started = self.descendant_pids()
         self.shm_files |= self.mapped_shm_files()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -119,11 +124,18 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.leftover_processes = [pid for pid in stubs if psutil.pid_exists(pid) and _not_zombie(pid)]
+        self.leftover_processes = [pid for pid in started if psutil.pid_exists(pid) and _not_zombie(pid)]
         self.leftover_shm = sorted(path for path in self.shm_files if os.path.exists(path))
         for path in self.leftover_shm:
             os.unlink(path)
         return self.process.returncode
+
+
+def _name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.NoSuchProcess:
+        return ""
 
 
 def _not_zombie(pid: int) -> bool:

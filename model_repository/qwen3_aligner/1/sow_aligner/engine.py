@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 AUDIO_PROMPT = "<|audio_start|><|audio_pad|><|audio_end|>"
 TIMESTAMP_PAIR = "<timestamp><timestamp>"
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+# One-second chunks the audio encoder's convolution front end runs at once.
+# qwen-asr's default (500) holds a 300 s song's whole CNN activation, the
+# service's peak memory; 50 cuts the peak by about 1.6 GB at the same speed
+# (docs/benchmarks.md).
+CONV_CHUNKS = 50
 
 
 class ModelLoadError(RuntimeError):
@@ -128,6 +133,7 @@ class AlignmentEngine:
         classify_num = aligner.model.config.thinker_config.classify_num
         if head != classify_num:
             raise ModelLoadError(f"model directory {path}: timestamp head has {head} classes, config says {classify_num}")
+        aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)
         engine = cls(aligner, settings)

@@ -1,0 +1,1 @@
+"""Client for the Qwen3-ForcedAligner Triton service (placeholder; see issue 3)."""

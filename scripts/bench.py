@@ -1,0 +1,742 @@
+#!/usr/bin/env python3
+"""Side by side: stock in-process qwen-asr against our Triton service, on one machine, in one run.
+
+    bench.py [--quick] [--songs 30,120,300] [--dtypes bfloat16,float32] [--repeats 3]
+             [--concurrency 1,2,4,8] [--requests 8] [--throughput-song 30]
+             [--model-dir DIR] [--output docs/benchmarks.md | --no-write]
+
+Model: the real Qwen3-ForcedAligner-0.6B architecture with random weights and
+the tiny tokenizer, built once into DIR (default .cache/bench-real-bf16) by
+``make_tiny_model.py --preset real --dtype bfloat16``.
+
+Songs: about 30, 120 and 300 s of 16 kHz audio (assets/amazing_grace_zh.ogg
+looped, with light seeded noise) and about 100, 300 and 500 Chinese
+characters of lyrics in lines of 8-14 characters (seeded draws from the
+tiny tokenizer's corpus characters, so most characters are one token, as
+with the real tokenizer).
+
+Per dtype, the baseline and the service run side by side, each in its own
+process, both loaded for the whole dtype:
+  A  stock ``Qwen3ForcedAligner.from_pretrained(DIR, dtype=..., device_map="cpu")``
+     then ``.align(audio=(wav, 16000), text=lyrics, language="Chinese")``, in a
+     worker subprocess (its own peak RSS; torch's default thread count);
+  B  scripts/serve.py (real tritonserver 2.51) with SOW_QWEN3_DTYPE=<dtype>,
+     called over HTTP and over gRPC with tritonclient.
+Each process's first call is a warm-up (10 s clip) and not counted. Songs
+run from short to long, and each repeat calls A, HTTP and gRPC in a rotating
+order, so drift on a shared machine hits all three alike. Peak RSS is VmHWM:
+the peak over the process's life so far, so each song's figure covers it and
+every shorter song. Then throughput: ``--requests`` requests of one song,
+HTTP, at each ``--concurrency`` level, against as many sequential in-process
+calls.
+
+Full run (the defaults): about 35 minutes on 2 cores; the 300 s song in
+float32 is measured once (LONG_SONG_REPEATS). ``--quick``: 30 s song,
+bfloat16, one repeat, concurrency 1 and 2 with 2 requests (about 2 minutes).
+The report (markdown) is printed and written into its run mode's section of
+docs/benchmarks.md (quick, full, or custom for any other selection); the
+section is rewritten after every case, so an interrupted run leaves what
+finished, and text outside the sections is kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO / ".cache" / "bench-real-bf16"
+DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
+ASSET_AUDIO = REPO / "assets" / "amazing_grace_zh.ogg"
+MODEL = "qwen3_aligner"
+LANGUAGE = "Chinese"
+SAMPLE_RATE = 16000
+WORKER = "_in_process_worker"  # argv[1] that makes this script the baseline worker
+MODES = ("in-process", "http", "grpc")
+FLAGS_OF_INTEREST = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+# Repeats cap for songs of 300 s or more, per dtype (float32 takes about 2 minutes a call).
+LONG_SONG_REPEATS = {"float32": 1}
+GB = 1e9  # reports use decimal gigabytes
+
+
+@dataclass(frozen=True)
+class Song:
+    """A deterministic benchmark song: ``seconds`` of audio and ``chars`` CJK characters of lyrics."""
+
+    seconds: int
+    chars: int
+
+    @property
+    def key(self) -> str:
+        return str(self.seconds)
+
+
+SONGS = {song.key: song for song in (Song(30, 100), Song(120, 300), Song(300, 500))}
+WARM_UP = Song(10, 30)
+
+
+# ---------------------------------------------------------------- songs
+
+def song_audio(song: Song) -> np.ndarray:
+    """The asset's speech looped to ``song.seconds`` at 16 kHz, plus seeded noise (-40 dB)."""
+    from perf_input import load_audio
+
+    speech = load_audio(ASSET_AUDIO)
+    looped = np.resize(speech, song.seconds * SAMPLE_RATE)
+    noise = np.random.default_rng(song.seconds).normal(0.0, 0.01, looped.size)
+    return np.clip(looped + noise, -1.0, 1.0).astype(np.float32)
+
+
+def lyric_characters() -> list[str]:
+    """The CJK characters of the tiny tokenizer's training corpus, sorted (one token each, mostly)."""
+    from make_tiny_model import CORPUS
+
+    return sorted({ch for ch in CORPUS if "\u4e00" <= ch <= "\u9fff"})
+
+
+def line_lengths(total: int, rng: np.random.Generator) -> list[int]:
+    """Line lengths of 8-14 characters (the last ones may be a little shorter) summing to ``total``."""
+    lengths, remaining = [], total
+    while remaining > 14:
+        length = int(rng.integers(8, 15))
+        if remaining - length < 8:
+            length = remaining // 2
+        lengths.append(length)
+        remaining -= length
+    return lengths + [remaining]
+
+
+def song_lyrics(song: Song) -> str:
+    """``song.chars`` seeded CJK characters in lines of 8-14, one lyric line per text line."""
+    rng = np.random.default_rng(song.chars)
+    pool = lyric_characters()
+    return "\n".join("".join(rng.choice(pool, size=n)) for n in line_lengths(song.chars, rng))
+
+
+def song_data(song: Song) -> tuple[np.ndarray, str]:
+    return song_audio(song), song_lyrics(song)
+
+
+# ---------------------------------------------------------------- processes
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM of ``pid`` in kB: its peak resident set over its life so far (0 if gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) if match else 0
+
+
+def worker_main(model_dir: str, dtype: str) -> None:
+    """The in-process baseline: stock qwen-asr, driven by JSON lines on stdin.
+
+    Requests: {"op": "align"|"tokens", "song": KEY} (KEY from SONGS, or "warm-up").
+    Replies, one JSON line each on the original stdout: first the load info
+    {"threads", "load_seconds", "versions"}, then per align {"seconds",
+    "units", "peak_kb"}, per tokens {"tokens"}. Anything libraries print goes
+    to stderr, so it cannot corrupt the replies.
+    """
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from qwen_asr import Qwen3ForcedAligner
+
+    def reply(message: dict) -> None:
+        replies.write(json.dumps(message) + "\n")
+
+    started = time.perf_counter()
+    aligner = Qwen3ForcedAligner.from_pretrained(model_dir, dtype=getattr(torch, dtype), device_map="cpu")
+    reply({
+        "threads": torch.get_num_threads(),
+        "load_seconds": time.perf_counter() - started,
+        "versions": {name: metadata.version(name) for name in ("torch", "transformers", "qwen-asr")},
+    })
+    songs = {"warm-up": WARM_UP, **SONGS}
+    data: dict[str, tuple[np.ndarray, str]] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        key = request["song"]
+        if key not in data:
+            data[key] = song_data(songs[key])
+        audio, lyrics = data[key]
+        if request["op"] == "tokens":
+            _, prompt = aligner.aligner_processor.encode_timestamp(lyrics, LANGUAGE)
+            ids = aligner.processor(text=[prompt], audio=[audio], return_tensors="pt", padding=True)["input_ids"]
+            reply({"tokens": int(ids.shape[1])})
+            continue
+        started = time.perf_counter()
+        result = aligner.align(audio=(audio, SAMPLE_RATE), text=lyrics, language=LANGUAGE)
+        reply({"seconds": time.perf_counter() - started, "units": len(result[0].items),
+               "peak_kb": peak_rss_kb(os.getpid())})
+
+
+class InProcess:
+    """Parent side of the baseline worker subprocess (see ``worker_main``)."""
+
+    def __init__(self, model_dir: Path, dtype: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, WORKER, str(model_dir), dtype],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        self.info = self._reply()
+
+    def _reply(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"in-process worker exited with status {self.process.wait()}")
+        return json.loads(line)
+
+    def call(self, op: str, song: str) -> dict:
+        self.process.stdin.write(json.dumps({"op": op, "song": song}) + "\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        """End the worker (EOF on stdin; SIGKILL to our own child after 60 s)."""
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def request_inputs(module, audio: np.ndarray, lyrics: str) -> list:
+    """The request tensors for ``module`` (tritonclient.http or .grpc), batch dimension 1."""
+    tensors = [
+        ("AUDIO", audio.reshape(1, -1).astype(np.float32), "FP32"),
+        ("LYRICS", np.array([[lyrics.encode("utf-8")]], dtype=np.object_), "BYTES"),
+        ("LANGUAGE", np.array([[LANGUAGE.encode("utf-8")]], dtype=np.object_), "BYTES"),
+    ]
+    inputs = []
+    for name, data, datatype in tensors:
+        tensor = module.InferInput(name, list(data.shape), datatype)
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    return inputs
+
+
+def check_lines(result, lyrics: str) -> None:
+    """Raise unless the response times every lyric line."""
+    got = result.as_numpy("LINE_TEXT").shape[-1]
+    want = len(lyrics.splitlines())
+    if got != want:
+        raise RuntimeError(f"service answered {got} lines for {want}")
+
+
+class Service:
+    """Our tritonserver (started by server_process.start_server) with one HTTP and one gRPC client."""
+
+    def __init__(self, model_dir: Path, dtype: str, log_dir: Path) -> None:
+        import tritonclient.grpc as grpcclient
+        import tritonclient.http as httpclient
+        from server_process import start_server
+
+        self.modules = {"http": httpclient, "grpc": grpcclient}
+        self.server = start_server(model_dir, log_dir, env={"SOW_QWEN3_DTYPE": dtype})
+        self.clients = {
+            "http": httpclient.InferenceServerClient(self.server.http_url, connection_timeout=900, network_timeout=900),
+            "grpc": grpcclient.InferenceServerClient(self.server.grpc_url),
+        }
+
+    def align(self, protocol: str, audio: np.ndarray, lyrics: str, tag: str) -> float:
+        """Wall seconds of one request over ``protocol``, tensors built inside the timing."""
+        started = time.perf_counter()
+        inputs = request_inputs(self.modules[protocol], audio, lyrics)
+        result = self.clients[protocol].infer(MODEL, inputs, request_id=tag)
+        seconds = time.perf_counter() - started
+        check_lines(result, lyrics)
+        return seconds
+
+    def concurrent(self, audio: np.ndarray, lyrics: str, concurrency: int, requests: int, tag: str) -> float:
+        """Wall seconds for ``requests`` HTTP requests with at most ``concurrency`` in flight."""
+        httpclient = self.modules["http"]
+        client = httpclient.InferenceServerClient(
+            self.server.http_url, concurrency=concurrency, connection_timeout=900, network_timeout=900)
+        try:
+            inputs = request_inputs(httpclient, audio, lyrics)
+            started = time.perf_counter()
+            pending = [client.async_infer(MODEL, inputs, request_id=f"{tag}-{i}") for i in range(requests)]
+            results = [request.get_result() for request in pending]
+            seconds = time.perf_counter() - started
+        finally:
+            client.close()
+        for result in results:
+            check_lines(result, lyrics)
+        return seconds
+
+    def peaks_kb(self) -> tuple[int, int]:
+        """(VmHWM summed over the backend stubs, VmHWM of tritonserver itself), in kB."""
+        return sum(peak_rss_kb(pid) for pid in self.server.stub_pids()), peak_rss_kb(self.server.process.pid)
+
+    def version(self) -> str:
+        return self.clients["http"].get_server_metadata()["version"]
+
+    def torch_threads(self) -> str:
+        match = re.search(r"torch threads (\d+)", self.server.log())
+        return match.group(1) if match else "?"
+
+    def model_seconds(self, request_id: str) -> float | None:
+        """Seconds the model spent on ``request_id``, from its log line (None if not logged)."""
+        match = re.search(rf"request {re.escape(request_id)}: outcome=ok .* ms=(\d+)", self.server.log())
+        return int(match.group(1)) / 1000 if match else None
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.server.stop()
+
+
+# ---------------------------------------------------------------- results
+
+@dataclass
+class Case:
+    """One (dtype, song): wall seconds per mode, model seconds inside the server, peaks in kB."""
+
+    dtype: str
+    song: Song
+    lines: int
+    tokens: int
+    times: dict[str, list[float]] = field(default_factory=lambda: {mode: [] for mode in MODES})
+    model_http: list[float] = field(default_factory=list)
+    in_process_peak_kb: int = 0
+    stub_peak_kb: int = 0
+    server_peak_kb: int = 0
+
+    def median(self, mode: str) -> float:
+        return statistics.median(self.times[mode])
+
+
+@dataclass
+class Throughput:
+    """``requests`` requests of one song: sequential in-process call times, service wall per concurrency."""
+
+    dtype: str
+    song: Song
+    requests: int
+    sequential: list[float] = field(default_factory=list)
+    levels: dict[int, float] = field(default_factory=dict)
+
+    def sequential_rate(self) -> float:
+        return self.song.seconds * len(self.sequential) / sum(self.sequential)
+
+    def rate(self, concurrency: int) -> float:
+        return self.song.seconds * self.requests / self.levels[concurrency]
+
+
+@dataclass
+class Run:
+    mode: str
+    command: str
+    options: argparse.Namespace
+    started: datetime
+    facts: dict[str, str] = field(default_factory=dict)
+    cases: list[Case] = field(default_factory=list)
+    throughput: list[Throughput] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    finished: datetime | None = None
+
+
+# ---------------------------------------------------------------- measuring
+
+def repeats_for(song: Song, dtype: str, repeats: int) -> int:
+    return min(repeats, LONG_SONG_REPEATS.get(dtype, repeats)) if song.seconds >= 300 else repeats
+
+
+def measure_dtype(run: Run, dtype: str, publish: Callable[[], None]) -> None:
+    """All cases and the throughput of one dtype; results are appended to ``run`` as they come."""
+    options = run.options
+    log(f"{dtype}: starting the in-process worker and the server")
+    baseline = InProcess(options.model_dir, dtype)
+    service = None
+    try:
+        service = Service(options.model_dir, dtype, options.log_dir)
+        pytriton = metadata.version("nvidia-pytriton")
+        run.facts["Triton"] = f"Triton Inference Server {service.version()} (nvidia-pytriton {pytriton})"
+        run.facts["versions"] = ", ".join(f"{k} {v}" for k, v in baseline.info["versions"].items())
+        run.facts[f"threads {dtype}"] = (
+            f"in-process torch threads {baseline.info['threads']} (torch default), "
+            f"server torch threads {service.torch_threads()} (SOW_QWEN3_TORCH_THREADS unset: the CPU share)")
+        warm_audio, warm_lyrics = song_data(WARM_UP)
+        baseline.call("align", "warm-up")
+        service.align("http", warm_audio, warm_lyrics, f"{dtype}-warm-up")
+        for key in options.songs:
+            run.cases.append(measure_case(baseline, service, dtype, SONGS[key], options.repeats))
+            publish()
+        if options.concurrency:
+            run.throughput.append(Throughput(dtype, SONGS[options.throughput_song], options.requests))
+            measure_throughput(baseline, service, run.throughput[-1], options.concurrency, publish)
+    finally:
+        baseline.close()
+        if service is not None:
+            service.close()
+            record_model_times([case for case in run.cases if case.dtype == dtype], service)
+
+
+def record_model_times(cases: list[Case], service: Service) -> None:
+    """Fill each case's ``model_http`` from the (stopped, so fully flushed) server's log."""
+    for case in cases:
+        logged = (service.model_seconds(request_id(case, "http", r)) for r in range(len(case.times["http"])))
+        case.model_http = [seconds for seconds in logged if seconds is not None]
+
+
+def request_id(case: Case, protocol: str, repeat: int) -> str:
+    return f"{case.dtype}-{case.song.key}-{protocol}-{repeat}"
+
+
+def measure_case(baseline: InProcess, service: Service, dtype: str, song: Song, repeats: int) -> Case:
+    """Median-ready wall times of A, HTTP and gRPC for one song, in a rotating order per repeat."""
+    audio, lyrics = song_data(song)
+    case = Case(dtype, song, lines=len(lyrics.splitlines()), tokens=baseline.call("tokens", song.key)["tokens"])
+    for repeat in range(repeats_for(song, dtype, repeats)):
+        for mode in MODES[repeat % 3:] + MODES[:repeat % 3]:
+            if mode == "in-process":
+                reply = baseline.call("align", song.key)
+                if reply["units"] != song.chars:
+                    raise RuntimeError(f"in-process aligned {reply['units']} units for {song.chars} characters")
+                seconds = reply["seconds"]
+                case.in_process_peak_kb = max(case.in_process_peak_kb, reply["peak_kb"])
+            else:
+                seconds = service.align(mode, audio, lyrics, request_id(case, mode, repeat))
+            case.times[mode].append(seconds)
+            log(f"{dtype} {song.seconds} s repeat {repeat + 1} {mode}: {seconds:.2f} s")
+    case.stub_peak_kb, case.server_peak_kb = service.peaks_kb()
+    return case
+
+
+def measure_throughput(baseline: InProcess, service: Service, result: Throughput, levels: list[int],
+                       publish: Callable[[], None]) -> None:
+    """Sequential in-process calls, then the service at each concurrency level."""
+    audio, lyrics = song_data(result.song)
+    for _ in range(result.requests):
+        result.sequential.append(baseline.call("align", result.song.key)["seconds"])
+    log(f"{result.dtype} sequential in-process: {result.sequential_rate():.2f} audio-s/s")
+    for level in levels:
+        tag = f"{result.dtype}-throughput-c{level}"
+        result.levels[level] = service.concurrent(audio, lyrics, level, result.requests, tag)
+        log(f"{result.dtype} concurrency {level}: {result.rate(level):.2f} audio-s/s")
+        publish()
+
+
+# ---------------------------------------------------------------- report
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    verdict: str  # PASS, FAIL or "not measured"
+    detail: str
+
+
+def find_case(run: Run, dtype: str, key: str) -> Case | None:
+    return next((c for c in run.cases if c.dtype == dtype and c.song.key == key), None)
+
+
+def targets(run: Run) -> list[Target]:
+    """The issue's four bfloat16 targets, judged on this run's numbers."""
+    def judge(name: str, value: float | None, limit: float, detail: str, at_most: bool = True) -> Target:
+        if value is None:
+            return Target(name, "not measured", "")
+        ok = value <= limit if at_most else value >= limit
+        return Target(name, "PASS" if ok else "FAIL", detail)
+
+    def http_ratio(case: Case) -> float:
+        return case.median("http") / case.median("in-process")
+
+    mid, long_ = find_case(run, "bfloat16", "120"), find_case(run, "bfloat16", "300")
+    tp = next((t for t in run.throughput if t.dtype == "bfloat16" and 4 in t.levels), None)
+    return [
+        judge("120 s song, concurrency 1: HTTP / in-process <= 1.05",
+              http_ratio(mid) if mid else None, 1.05,
+              f"{http_ratio(mid):.3f} ({mid.median('http'):.2f} s / {mid.median('in-process'):.2f} s)" if mid else ""),
+        judge("throughput at concurrency 4 >= sequential in-process",
+              tp.rate(4) / tp.sequential_rate() if tp else None, 1.0,
+              f"{tp.rate(4):.2f} vs {tp.sequential_rate():.2f} audio-s/s "
+              f"({tp.rate(4) / tp.sequential_rate():.2f}x, {tp.song.seconds} s song)" if tp else "", at_most=False),
+        judge("300 s song: serving process (stub) peak RSS <= 4 GB",
+              long_.stub_peak_kb * 1024 / GB if long_ else None, 4.0,
+              f"{long_.stub_peak_kb * 1024 / GB:.2f} GB" if long_ else ""),
+        judge("300 s song end to end >= 10% faster than stock (HTTP / in-process <= 0.90)",
+              http_ratio(long_) if long_ else None, 0.90,
+              f"{http_ratio(long_):.3f} ({long_.median('http'):.1f} s / {long_.median('in-process'):.1f} s, "
+              f"{(1 - http_ratio(long_)) * 100:.0f}% faster)" if long_ else ""),
+    ]
+
+
+def seconds_cell(values: list[float]) -> str:
+    """Median, with the range when there are several values."""
+    if not values:
+        return "–"
+    median = statistics.median(values)
+    return f"{median:.2f}" if len(values) == 1 else f"{median:.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def gb(kb: int) -> str:
+    return f"{kb * 1024 / GB:.2f}"
+
+
+def case_tables(cases: list[Case]) -> list[str]:
+    rows = [
+        "| dtype | song | lyrics: chars / lines / tokens | repeats | A in-process (s) | B HTTP (s) | B gRPC (s) "
+        "| HTTP / A | gRPC / A | audio-s/s A / HTTP / gRPC | model time in server, HTTP (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cases:
+        a, h, g = (c.median(mode) for mode in MODES)
+        rows.append(
+            f"| {c.dtype} | {c.song.seconds} s | {c.song.chars} / {c.lines} / {c.tokens} | {len(c.times['http'])} "
+            f"| {seconds_cell(c.times['in-process'])} | {seconds_cell(c.times['http'])} | {seconds_cell(c.times['grpc'])} "
+            f"| {h / a:.3f} | {g / a:.3f} "
+            f"| {c.song.seconds / a:.1f} / {c.song.seconds / h:.1f} / {c.song.seconds / g:.1f} "
+            f"| {seconds_cell(c.model_http)} |")
+    rows += [
+        "",
+        "Peak RSS (VmHWM, GB = 10^9 bytes) after each song; songs run short to long, so each figure is the peak "
+        "over that song and every shorter one (and loading).",
+        "",
+        "| dtype | song | A in-process worker | B Python backend stub | B tritonserver |",
+        "|---|---|---|---|---|",
+    ]
+    rows += [f"| {c.dtype} | {c.song.seconds} s | {gb(c.in_process_peak_kb)} | {gb(c.stub_peak_kb)} "
+             f"| {gb(c.server_peak_kb)} |" for c in cases]
+    return rows
+
+
+def throughput_table(results: list[Throughput]) -> list[str]:
+    rows = [
+        "| dtype | song | requests | mode | wall (s) | audio-s/s | vs sequential in-process |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in results:
+        if not t.sequential:
+            continue
+        base = t.sequential_rate()
+        rows.append(f"| {t.dtype} | {t.song.seconds} s | {len(t.sequential)} | in-process, sequential "
+                    f"| {sum(t.sequential):.1f} | {base:.2f} | 1.00 |")
+        rows += [f"| {t.dtype} | {t.song.seconds} s | {t.requests} | service HTTP, concurrency {level} "
+                 f"| {wall:.1f} | {t.rate(level):.2f} | {t.rate(level) / base:.2f} |"
+                 for level, wall in t.levels.items()]
+    return rows
+
+
+def repeats_text(options: argparse.Namespace) -> str:
+    caps = [f"{dtype} {key} s: {repeats_for(SONGS[key], dtype, options.repeats)}"
+            for dtype in options.dtypes for key in options.songs
+            if repeats_for(SONGS[key], dtype, options.repeats) != options.repeats]
+    return f"{options.repeats}" + (f" ({', '.join(caps)})" if caps else "")
+
+
+def render(run: Run) -> str:
+    """The run's markdown section (without the section markers)."""
+    options = run.options
+    title = {"quick": "Quick run", "full": "Full run"}.get(run.mode, "Custom run")
+    status = (f"finished {run.finished:%H:%M} UTC" if run.finished
+              else "**incomplete**: the numbers below are the parts that finished")
+    lines = [
+        f"## {title}",
+        "",
+        f"- Command: `{run.command}`",
+        f"- Date: {run.started:%Y-%m-%d %H:%M} UTC, {status}",
+        *[f"- {name[0].upper() + name[1:]}: {value}" for name, value in run.facts.items()],
+        f"- Repeats per song (median reported, range in brackets; the first call of each process is a warm-up): "
+        f"{repeats_text(options)}",
+        "",
+        "### One request at a time",
+        "",
+        "A = stock in-process qwen-asr; B = our service. Times are wall seconds per call as the caller sees them; "
+        "\"model time in server\" is what the model logged for the same HTTP requests.",
+        "",
+        *(case_tables(run.cases) if run.cases else ["(no case finished)"]),
+        "",
+    ]
+    if run.throughput:
+        lines += [
+            f"### Throughput (HTTP, {options.requests} requests of the {options.throughput_song} s song per level)",
+            "",
+            "One model instance: the service aligns one request at a time; concurrency only overlaps transfer "
+            "and queueing with compute.",
+            "",
+            *throughput_table(run.throughput),
+            "",
+        ]
+    lines += ["### Targets (bfloat16)", ""]
+    lines += [f"- **{t.verdict}** {t.name}" + (f": {t.detail}" if t.detail else "") for t in targets(run)]
+    lines += ([""] + [f"- Note: {note}" for note in run.notes]) if run.notes else []
+    return "\n".join(lines) + "\n"
+
+
+DOC_HEADER = """# Benchmarks
+
+Measured with `scripts/bench.py` on the real Qwen3-ForcedAligner-0.6B architecture with random
+weights and a tiny tokenizer (built once by `scripts/make_tiny_model.py --preset real --dtype
+bfloat16`): the cost of a forward pass does not depend on the weights' values. Baseline A is stock
+in-process `qwen-asr` (`Qwen3ForcedAligner.from_pretrained(...)` then `.align(...)`, as its README
+shows); B is this project's Triton service over HTTP and gRPC. Each section below is rewritten by
+the run mode it names; every section states its exact command, machine and versions.
+
+Times on shared 2-core machines vary by up to 50% from run to run (other jobs share the cores):
+compare ratios within one run, not absolute times across runs. Each repeat calls A, HTTP and gRPC
+in a rotating order so that drift hits all three alike; ranges are shown beside medians.
+
+Reproduce:
+
+- quick (about 2 minutes): `.venv/bin/python scripts/bench.py --quick`
+- full (about 35 minutes on 2 cores): `.venv/bin/python scripts/bench.py`
+- parts: `.venv/bin/python scripts/bench.py --songs 120 --dtypes bfloat16 --repeats 3`
+- load testing with perf_analyzer: `scripts/perf_analyzer.sh` (see the README's Performance section)
+"""
+
+KERNELS_POINTER = """
+The two kernels behind the service's speed-up are timed on their own by `scripts/bench_kernels.py`
+(`fix_timestamp`: qwen-asr's O(n²) loop against ours; the audio encoder with full against windowed
+attention). It prints its tables: `.venv/bin/python scripts/bench_kernels.py --model-dir
+.cache/bench-real-bf16` (add `--quick` for a run of under a minute).
+"""
+
+
+def write_report(path: Path, mode: str, section: str) -> None:
+    """Put ``section`` between this mode's markers in ``path``; leave everything else as it is.
+
+    A missing file starts with DOC_HEADER (and the bench_kernels.py pointer when
+    that script exists); a mode without a section yet gets one at the end.
+    Text outside the markers (hand-written notes) is never touched.
+    """
+    block = f"<!-- bench.py:{mode} -->\n{section}<!-- /bench.py:{mode} -->\n"
+    if path.exists():
+        text = path.read_text()
+    else:
+        text = DOC_HEADER + (KERNELS_POINTER if (REPO / "scripts" / "bench_kernels.py").exists() else "")
+    pattern = re.compile(rf"<!-- bench\.py:{mode} -->\n.*?<!-- /bench\.py:{mode} -->\n", re.S)
+    text = pattern.sub(lambda _: block, text, count=1) if pattern.search(text) else text + "\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# ---------------------------------------------------------------- main
+
+def machine_facts() -> dict[str, str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    flags = set(re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M).group(1).split())
+    memory = int(re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M).group(1))
+    present = [flag for flag in FLAGS_OF_INTEREST if flag in flags]
+    absent = [flag for flag in FLAGS_OF_INTEREST if flag not in flags]
+    return {
+        "machine": (f"{model.group(1).strip() if model else platform.processor()}, "
+                    f"{len(os.sched_getaffinity(0))} usable cores, {memory * 1024 / GB:.1f} GB RAM, "
+                    f"flags {' '.join(present)} (absent: {' '.join(absent) or 'none'}), "
+                    f"Python {platform.python_version()}, {platform.system()} {platform.release()}"),
+    }
+
+
+def ensure_model(model_dir: Path) -> None:
+    """Build the real-size random-weight checkpoint into ``model_dir`` unless it is there."""
+    if (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file():
+        return
+    building = model_dir.with_name(model_dir.name + ".building")
+    log(f"building the real-size random-weight checkpoint in {model_dir} (a minute or two)")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_tiny_model.py"), str(building),
+                    "--preset", "real", "--dtype", "bfloat16"], check=True)
+    building.rename(model_dir)
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def csv(kind: Callable[[str], object]) -> Callable[[str], list]:
+    return lambda text: [kind(item) for item in text.split(",") if item.strip()]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="30 s song, bfloat16, 1 repeat, concurrency 1,2 with 2 requests (about 2 minutes)")
+    parser.add_argument("--songs", type=csv(str), help=f"song lengths in seconds, from {','.join(SONGS)}")
+    parser.add_argument("--dtypes", type=csv(str), help="bfloat16,float32 (default both)")
+    parser.add_argument("--repeats", type=int, help="timed calls per song and mode (default 3)")
+    parser.add_argument("--concurrency", type=csv(int), help="throughput levels (default 1,2,4,8)")
+    parser.add_argument("--requests", type=int, help="requests per throughput level (default 8)")
+    parser.add_argument("--throughput-song", default="30", choices=sorted(SONGS, key=int))
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
+                        help=f"real-size checkpoint, built here when missing (default {DEFAULT_MODEL_DIR})")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown file to update")
+    parser.add_argument("--no-write", action="store_true", help="print the report only")
+    parser.add_argument("--log-dir", type=Path, default=REPO / ".cache" / "bench-logs", help="server logs")
+    args = parser.parse_args(argv)
+    quick = {"songs": ["30"], "dtypes": ["bfloat16"], "repeats": 1, "concurrency": [1, 2], "requests": 2}
+    full = {"songs": list(SONGS), "dtypes": ["bfloat16", "float32"], "repeats": 3, "concurrency": [1, 2, 4, 8],
+            "requests": 8}
+    chosen = {name: getattr(args, name) for name in full}
+    defaults = quick if args.quick else full
+    for name, value in defaults.items():
+        if chosen[name] is None:
+            setattr(args, name, value)
+    args.mode = "quick" if args.quick and not any(chosen.values()) else (
+        "full" if not args.quick and not any(chosen.values()) else "custom")
+    unknown = [s for s in args.songs if s not in SONGS] + [d for d in args.dtypes if d not in ("bfloat16", "float32")]
+    if unknown or args.repeats < 1 or args.requests < 1 or any(level < 1 for level in args.concurrency):
+        parser.error(f"bad selection {unknown or ''}: songs from {','.join(SONGS)}, dtypes bfloat16,float32, "
+                     "repeats, requests and concurrency levels >= 1")
+    args.songs = sorted(args.songs, key=int)
+    return args
+
+
+def command_line(argv: list[str]) -> str:
+    python = Path(sys.executable)
+    shown = python.relative_to(REPO) if python.is_relative_to(REPO) else python.name
+    return shlex.join([str(shown), "scripts/bench.py", *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [WORKER]:
+        worker_main(*argv[1:])
+        return 0
+    options = parse_args(argv)
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    ensure_model(options.model_dir)
+    run = Run(options.mode, command_line(argv), options, datetime.now(timezone.utc), facts=machine_facts())
+    run.facts["model"] = (f"real-size architecture, random weights, tiny tokenizer ({options.model_dir}); "
+                          "server: encoder attention windowed (config.pbtxt default); A: stock (full attention on CPU)")
+    run.notes.append(f"load average (1 min) at start: {os.getloadavg()[0]:.2f}")
+
+    def publish() -> None:
+        if not options.no_write:
+            write_report(options.output, run.mode, render(run))
+
+    for dtype in options.dtypes:
+        try:
+            measure_dtype(run, dtype, publish)
+        except Exception as exc:  # record what failed, keep what finished, go on with the next dtype
+            run.notes.append(f"{dtype} stopped early: {type(exc).__name__}: {exc}")
+            log(run.notes[-1])
+        publish()
+    run.notes.append(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}")
+    run.finished = datetime.now(timezone.utc)
+    publish()
+    print(render(run))
+    for target in targets(run):
+        print(f"{target.verdict}: {target.name}" + (f": {target.detail}" if target.detail else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Time the two kernels sow_aligner replaces, against qwen-asr's own code.
+
+    bench_kernels.py [--model-dir DIR] [--quick]
+
+(a) ``fix_timestamp``: qwen-asr's O(n²) repair vs ``sow_aligner.timestamps``
+    at n = 1000, 2000, 4000 timestamps, on model-like input (rising 80 ms
+    steps with outliers); checks that both give the same output.
+(b) The audio encoder forward on the real-size architecture (random weights,
+    built once into DIR with ``make_tiny_model.py DIR --preset real --dtype
+    bfloat16`` when missing), in bfloat16 and float32, for 30, 120 and 300 s
+    of audio: stock qwen-asr (full attention: what sdpa does on CPU), the
+    same with a block-diagonal window mask (sdpa with ``attn_mask``), and
+    ``enable_windowed_attention`` (sdpa per window). Also prints how far the
+    windowed output lies from the masked one (should be rounding) and from
+    stock (the real change of windowing).
+
+``--quick`` (under a minute): n = 1000, 2000 and 30 s in bfloat16 only.
+Encoder times are the best of 2 runs (1 with --quick) after one warm-up
+call per encoder, in seconds, with torch's default threads. Times on shared
+machines vary by up to 50% from run to run, so compare ratios within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from qwen_asr import Qwen3ForcedAligner  # before sow_aligner's folder joins sys.path (nagisa imports "model")
+from qwen_asr.core.transformers_backend.modeling_qwen3_asr import _get_feat_extract_output_lengths
+from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO / "model_repository" / "qwen3_aligner" / "1"))
+from sow_aligner.encoder_windows import enable_windowed_attention  # noqa: E402
+from sow_aligner.timestamps import fix_timestamp  # noqa: E402
+
+from make_tiny_model import write_checkpoint  # noqa: E402  (this script's folder)
+
+DEFAULT_MODEL_DIR = Path("/tmp/sow-real-bf16")
+SAMPLE_RATE = 16000
+WARM_UP_SECONDS = 10  # two windows: warms the windowed path too
+
+
+def best_time(run: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Best wall time of ``repeats`` calls of ``run``, and the last result."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def model_like_timestamps(n: int, seed: int) -> np.ndarray:
+    """Rising 80 ms steps with 10% outliers and a collapsed run, as the head emits them."""
+    rng = np.random.default_rng(seed)
+    values = np.cumsum(rng.integers(0, 4, n)) * 80.0
+    outliers = rng.choice(n, size=n // 10, replace=False)
+    values[outliers] = rng.integers(0, 5000, n // 10) * 80.0
+    values[n // 2:n // 2 + 10] = 0.0
+    return values
+
+
+def bench_fix_timestamp(sizes: list[int]) -> None:
+    original = Qwen3ForceAlignProcessor()
+    print("## fix_timestamp: qwen-asr O(n²) vs sow_aligner O(n log n)\n")
+    print("| n | qwen-asr (ms) | sow_aligner (ms) | speed-up | same output |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        values = model_like_timestamps(n, seed=n)
+        old, old_out = best_time(lambda: original.fix_timestamp(values), repeats=3)
+        new, new_out = best_time(lambda: fix_timestamp(values), repeats=20)
+        print(f"| {n} | {old * 1e3:.1f} | {new * 1e3:.2f} | {old / new:.0f}x | {old_out == new_out} |")
+    print()
+
+
+def test_audio(seconds: float) -> np.ndarray:
+    """A deterministic 16 kHz signal: a gated rising tone over light noise."""
+    t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
+    gate = np.sin(2 * np.pi * t / 7) > 0
+    tone = 0.3 * np.sin(2 * np.pi * (200 + 20 * t) * t) * gate
+    noise = np.random.default_rng(0).normal(0.0, 0.02, t.size)
+    return (tone + noise).astype(np.float32)
+
+
+def with_window_mask(encoder: torch.nn.Module) -> torch.nn.Module:
+    """The comparison point: ``encoder``'s attention given qwen-asr's own block-diagonal mask.
+
+    Patches this instance only. Each layer gets the mask
+    ``Qwen3ASRAudioEncoder._prepare_attention_mask`` builds (0 within a
+    window, the dtype's minimum across windows); it is built once per input.
+    """
+    cache: dict = {}
+
+    def masked(stock_forward, hidden_states, cu_seqlens, **kwargs):
+        key = (tuple(cu_seqlens.tolist()), hidden_states.dtype)
+        if key not in cache:
+            cache.clear()
+            cache[key] = encoder._prepare_attention_mask(hidden_states, cu_seqlens)
+        return stock_forward(hidden_states, cu_seqlens=cu_seqlens, attention_mask=cache[key])
+
+    for layer in encoder.layers:
+        layer.self_attn.forward = partial(masked, layer.self_attn.forward)
+    return encoder
+
+
+def bench_encoder(model_dir: Path, dtypes: list[str], seconds: list[int], repeats: int) -> None:
+    if not (model_dir / "model.safetensors").is_file():
+        print(f"building the real-size random-weight checkpoint in {model_dir} ...", file=sys.stderr)
+        write_checkpoint(model_dir, "real", "bfloat16")
+    aligner = Qwen3ForcedAligner.from_pretrained(str(model_dir), dtype=torch.bfloat16, device_map="cpu")
+    extractor = aligner.processor.feature_extractor
+    base = aligner.model.thinker.audio_tower.eval()
+    del aligner
+    chunk = 2 * base.config.n_window  # mel frames per CNN chunk
+    window = int(_get_feat_extract_output_lengths(torch.tensor(chunk))) * (base.config.n_window_infer // chunk)
+    print(f"## Audio encoder forward (real-size architecture, random weights, "
+          f"{base.config._attn_implementation}, {torch.get_num_threads()} threads)\n")
+    print("| dtype | audio | embeddings | windows | stock full (s) | mask (s) | windowed (s) "
+          "| stock / windowed | mask / windowed | max abs windowed - mask | max abs windowed - stock "
+          "| rel. L2 windowed - stock |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    variants = ("stock", "mask", "windowed")
+    for dtype in dtypes:
+        stock = copy.deepcopy(base).to(getattr(torch, dtype))
+        encoders = {"stock": stock, "mask": with_window_mask(copy.deepcopy(stock)), "windowed": copy.deepcopy(stock)}
+        enable_windowed_attention(encoders["windowed"])
+        with torch.inference_mode():
+            warm_up = encoder_input(extractor, WARM_UP_SECONDS, dtype)
+            for encoder in encoders.values():
+                encoder(*warm_up)
+            for length in seconds:
+                mel, lens = encoder_input(extractor, length, dtype)
+                times, outputs = {}, {}
+                for name in variants:
+                    times[name], result = best_time(lambda: encoders[name](mel, feature_lens=lens), repeats)
+                    outputs[name] = result.last_hidden_state.float()
+                win, full, mask = outputs["windowed"], outputs["stock"], outputs["mask"]
+                rel = ((win - full).norm() / full.norm()).item()
+                print(f"| {dtype} | {length} s | {win.shape[0]} | {-(-win.shape[0] // window)} "
+                      f"| {times['stock']:.2f} | {times['mask']:.2f} | {times['windowed']:.2f} "
+                      f"| {times['stock'] / times['windowed']:.2f}x | {times['mask'] / times['windowed']:.2f}x "
+                      f"| {(win - mask).abs().max().item():.2e} | {(win - full).abs().max().item():.2e} "
+                      f"| {rel:.2e} |", flush=True)
+        del stock, encoders
+    print()
+
+
+def encoder_input(extractor, seconds: float, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mel frames of ``seconds`` of test audio, their count): the audio encoder's arguments."""
+    features = extractor(test_audio(seconds), sampling_rate=SAMPLE_RATE, padding=True, truncation=False,
+                         return_attention_mask=True, return_tensors="pt")
+    frames = int(features["attention_mask"].sum())
+    return features["input_features"][0, :, :frames].to(getattr(torch, dtype)), torch.tensor([frames])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
+                        help=f"real-size checkpoint, built here when missing (default {DEFAULT_MODEL_DIR})")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes: a run of under a minute")
+    args = parser.parse_args(argv)
+    if args.quick:
+        bench_fix_timestamp([1000, 2000])
+        bench_encoder(args.model_dir, ["bfloat16"], [30], repeats=1)
+    else:
+        bench_fix_timestamp([1000, 2000, 4000])
+        bench_encoder(args.model_dir, ["bfloat16", "float32"], [30, 120, 300], repeats=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The supervisor's pure parts: /proc parsing and the stub-crash rule.
+
+The whole supervisor runs against the real tritonserver in
+tests/ops/test_ops_stub_crash.py (a SIGKILLed stub ends the server with status 1)
+and tests/test_model_loading.py (a stub that ends during a failed load does not).
+"""
+from __future__ import annotations
+
+import os
+
+from triton_supervisor import STUB_COMM, ProcessState, StubWatch, children, read_stat
+
+
+def stub(pid: int, state: str = "S") -> ProcessState:
+    return ProcessState(pid, 100, STUB_COMM, state)
+
+
+def test_read_stat_handles_names_with_spaces_and_parentheses():
+    line = "4242 (odd (name) x) Z 17 4242 4242 0 -1 4194560 0 0 0 0"
+    assert read_stat(line) == ProcessState(4242, 17, "odd (name) x", "Z")
+
+
+def test_children_lists_a_child_we_start_and_not_ourselves():
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child blocks until the parent closes the pipe, then exits
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    try:
+        found = {child.pid: child for child in children(os.getpid())}
+        assert pid in found and found[pid].parent == os.getpid() and found[pid].state != "Z"
+        assert os.getpid() not in found
+    finally:
+        os.close(write_end)
+        os.waitpid(pid, 0)
+
+
+def test_stubs_ending_before_the_model_is_ready_are_not_a_crash():
+    watch = StubWatch()
+    assert watch.crashed([stub(1)], ready_seen=False) is None
+    assert watch.crashed([], ready_seen=False) is None  # load failed: Triton reaped it
+    assert watch.crashed([stub(2)], ready_seen=True) is None
+
+
+def test_a_stub_that_turns_zombie_after_ready_is_a_crash():
+    watch = StubWatch()
+    watch.crashed([stub(1)], ready_seen=False)
+    assert watch.crashed([stub(1)], ready_seen=True) is None
+    assert watch.crashed([stub(1, "Z")], ready_seen=True) == stub(1, "Z")
+
+
+def test_a_stub_that_disappears_after_ready_is_a_crash():
+    watch = StubWatch()
+    assert watch.crashed([stub(1), stub(2)], ready_seen=True) is None
+    crash = watch.crashed([stub(2)], ready_seen=True)
+    assert crash is not None and crash.pid == 1 and crash.state == "gone"
+
+
+def test_a_zombie_never_seen_alive_is_not_blamed():
+    watch = StubWatch()
+    assert watch.crashed([stub(7, "Z")], ready_seen=True) is None
