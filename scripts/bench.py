@@ -245,13 +245,14 @@ def check_lines(result, lyrics: str) -> None:
 class Service:
     """Our tritonserver (started by server_process.start_server) with one HTTP and one gRPC client."""
 
-    def __init__(self, model_dir: Path, dtype: str, log_dir: Path) -> None:
+    def __init__(self, model_dir: Path, dtype: str, log_dir: Path, instance_count: int | None = None) -> None:
         import tritonclient.grpc as grpcclient
         import tritonclient.http as httpclient
         from server_process import start_server
 
         self.modules = {"http": httpclient, "grpc": grpcclient}
-        self.server = start_server(model_dir, log_dir, env={"SOW_QWEN3_DTYPE": dtype})
+        serve_args = ("--instance-count", str(instance_count)) if instance_count else ()
+        self.server = start_server(model_dir, log_dir, env={"SOW_QWEN3_DTYPE": dtype}, serve_args=serve_args)
         self.clients = {
             "http": httpclient.InferenceServerClient(self.server.http_url, connection_timeout=900, network_timeout=900),
             "grpc": grpcclient.InferenceServerClient(self.server.grpc_url),
@@ -368,13 +369,14 @@ def measure_dtype(run: Run, dtype: str, publish: Callable[[], None]) -> None:
     baseline = InProcess(options.model_dir, dtype)
     service = None
     try:
-        service = Service(options.model_dir, dtype, options.log_dir)
+        service = Service(options.model_dir, dtype, options.log_dir, options.instance_count)
         pytriton = metadata.version("nvidia-pytriton")
         run.facts["Triton"] = f"Triton Inference Server {service.version()} (nvidia-pytriton {pytriton})"
         run.facts["versions"] = ", ".join(f"{k} {v}" for k, v in baseline.info["versions"].items())
         run.facts[f"threads {dtype}"] = (
             f"in-process torch threads {baseline.info['threads']} (torch default), "
-            f"server torch threads {service.torch_threads()} (SOW_QWEN3_TORCH_THREADS unset: the CPU share)")
+            f"server torch threads {service.torch_threads()} per instance "
+            f"({threads_setting()})")
         warm_audio, warm_lyrics = song_data(WARM_UP)
         baseline.call("align", "warm-up")
         service.align("http", warm_audio, warm_lyrics, f"{dtype}-warm-up")
@@ -536,6 +538,19 @@ def throughput_table(results: list[Throughput]) -> list[str]:
     return rows
 
 
+def threads_setting() -> str:
+    value = os.environ.get("SOW_QWEN3_TORCH_THREADS")
+    return f"SOW_QWEN3_TORCH_THREADS={value}" if value else "SOW_QWEN3_TORCH_THREADS unset: the instance's CPU share"
+
+
+def instances_text(instance_count: int | None) -> str:
+    if (instance_count or 1) == 1:
+        return ("One model instance: the service aligns one request at a time; concurrency only overlaps transfer "
+                "and queueing with compute.")
+    return (f"{instance_count} model instances, each with its share of the cores: up to {instance_count} "
+            "requests are aligned at once.")
+
+
 def repeats_text(options: argparse.Namespace) -> str:
     caps = [f"{dtype} {key} s: {repeats_for(SONGS[key], dtype, options.repeats)}"
             for dtype in options.dtypes for key in options.songs
@@ -546,7 +561,9 @@ def repeats_text(options: argparse.Namespace) -> str:
 def render(run: Run) -> str:
     """The run's markdown section (without the section markers)."""
     options = run.options
-    title = {"quick": "Quick run", "full": "Full run"}.get(run.mode, "Custom run")
+    title = {"quick": "Quick run", "full": "Full run"}.get(run.mode.split("-")[0], "Custom run")
+    if options.instance_count:
+        title += f", {options.instance_count} model instances"
     status = (f"finished {run.finished:%H:%M} UTC" if run.finished
               else "**incomplete**: the numbers below are the parts that finished")
     lines = [
@@ -570,8 +587,7 @@ def render(run: Run) -> str:
         lines += [
             f"### Throughput (HTTP, {options.requests} requests of the {options.throughput_song} s song per level)",
             "",
-            "One model instance: the service aligns one request at a time; concurrency only overlaps transfer "
-            "and queueing with compute.",
+            instances_text(options.instance_count),
             "",
             *throughput_table(run.throughput),
             "",
@@ -679,6 +695,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"real-size checkpoint, built here when missing (default {DEFAULT_MODEL_DIR})")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print the report only")
+    parser.add_argument("--instance-count", type=int,
+                        help="model instances in the server (default: config.pbtxt's; each gets its CPU share)")
     parser.add_argument("--log-dir", type=Path, default=REPO / ".cache" / "bench-logs", help="server logs")
     args = parser.parse_args(argv)
     quick = {"songs": ["30"], "dtypes": ["bfloat16"], "repeats": 1, "concurrency": [1, 2], "requests": 2}
@@ -691,10 +709,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             setattr(args, name, value)
     args.mode = "quick" if args.quick and not any(chosen.values()) else (
         "full" if not args.quick and not any(chosen.values()) else "custom")
+    if args.instance_count:  # its own section: it does not replace the default configuration's numbers
+        args.mode += f"-{args.instance_count}-instances"
     unknown = [s for s in args.songs if s not in SONGS] + [d for d in args.dtypes if d not in ("bfloat16", "float32")]
-    if unknown or args.repeats < 1 or args.requests < 1 or any(level < 1 for level in args.concurrency):
+    if (unknown or args.repeats < 1 or args.requests < 1 or any(level < 1 for level in args.concurrency)
+            or (args.instance_count is not None and args.instance_count < 1)):
         parser.error(f"bad selection {unknown or ''}: songs from {','.join(SONGS)}, dtypes bfloat16,float32, "
-                     "repeats, requests and concurrency levels >= 1")
+                     "repeats, requests, concurrency levels and instance count >= 1")
     args.songs = sorted(args.songs, key=int)
     return args
 

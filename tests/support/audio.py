@@ -22,3 +22,30 @@ def speech(seconds: float | None = None) -> np.ndarray:
 def noise(seconds: float, seed: int, level: float = 0.3) -> np.ndarray:
     """Seeded uniform noise, 16 kHz mono float32."""
     return np.random.default_rng(seed).uniform(-level, level, int(seconds * 16000)).astype(np.float32)
+
+
+# (format, subtype) soundfile writes for each file extension the client tests use.
+CONTAINERS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "opus": ("OGG", "OPUS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+
+def write_clip(path: Path, audio: np.ndarray, rate: int = 16000, channels: int = 1) -> Path:
+    """Write 16 kHz mono ``audio`` to ``path`` at ``rate`` Hz with ``channels`` channels.
+
+    The container comes from the extension (see CONTAINERS). The second channel,
+    if any, is the first at half level, so a mix-down differs from either.
+    """
+    resampled = audio if rate == 16000 else soxr.resample(audio, 16000, rate).astype(np.float32)
+    layers = [resampled * (1.0 if index == 0 else 0.5) for index in range(channels)]
+    container, subtype = CONTAINERS[path.suffix.lstrip(".")]
+    frames = np.stack(layers, axis=1)
+    # In pieces: libsndfile 1.2.2 crashes writing minutes of Vorbis in one call.
+    with soundfile.SoundFile(str(path), "w", rate, channels, format=container, subtype=subtype) as out:
+        for start in range(0, len(frames), rate * 10):
+            out.write(frames[start:start + rate * 10])
+    return path

@@ -8,6 +8,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 MODEL = "qwen3_aligner"
+API_KEY = "client-test-key-93c2"  # the key the keyed_server fixture (tests/client) requires
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,55 @@
+"""Decode an audio file to what the server takes: float32 mono samples at 16 kHz in [-1, 1]."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+from .errors import BadInputError
+
+SAMPLE_RATE = 16000
+FORMATS = "WAV, FLAC, OGG or MP3"
+
+
+def too_long(seconds: float, limit: float, what: str = "audio") -> BadInputError:
+    """The error for audio past the limit; its message gives both numbers."""
+    return BadInputError(f"{what} is {seconds:.1f} s long; the limit is {limit:g} s")
+
+
+def file_duration(path: Path) -> float | None:
+    """The duration soundfile reads from ``path``'s header, or None if it cannot tell."""
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError):
+        return None
+    return info.frames / info.samplerate if info.samplerate and info.frames > 0 else None
+
+
+def load_audio(path: Path, max_seconds: float, name: str | None = None) -> np.ndarray:
+    """Decode ``path``, mix down to mono and resample to 16 kHz.
+
+    Raises BadInputError when the file is not audio soundfile can decode, holds
+    no samples, or is longer than ``max_seconds`` (checked from the header
+    before decoding, and again on the decoded samples).
+    """
+    label = name or str(path)
+    header_seconds = file_duration(path)
+    if header_seconds is not None and header_seconds > max_seconds:
+        raise too_long(header_seconds, max_seconds, label)
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as exc:
+        raise BadInputError(f"{label} is not audio that can be decoded ({FORMATS}): {exc}") from None
+    if samples.shape[0] == 0:
+        raise BadInputError(f"{label} holds no audio samples")
+    seconds = samples.shape[0] / rate
+    if seconds > max_seconds:
+        raise too_long(seconds, max_seconds, label)
+    mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    if rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    if not np.all(np.isfinite(mono)):
+        raise BadInputError(f"{label} decodes to non-finite samples")
+    return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)

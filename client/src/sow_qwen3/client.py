@@ -1,0 +1,212 @@
+"""``Client``: audio source + lyrics in, timed lines (LRC / JSON) out, through the Triton service.
+
+    from sow_qwen3 import Client
+
+    client = Client("127.0.0.1:8000", api_key="...")
+    result = client.align("s3://worship/amazing-grace.mp3", lyrics_text, language="Chinese")
+    print(result.lrc_content)
+
+The server's tensor contract (model ``qwen3_aligner``): AUDIO FP32 [1, N] mono
+16 kHz, LYRICS BYTES [1, 1], LANGUAGE BYTES [1, 1]; it answers LINE_TEXT,
+LINE_START and LINE_END. Each call opens its own connection and closes it, so
+calls may run from several threads at once and no idle connection holds up a
+server's shutdown.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, load_audio
+from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
+from .formats import Line, to_json, to_json_data, to_lrc
+from .settings import (
+    DEFAULT_TIMEOUT, DEFAULT_URL, MAX_AUDIO_SECONDS, MAX_DOWNLOAD_BYTES, PROTOCOLS, S3Settings, env_float, env_text,
+)
+from .sources import fetched_audio
+
+log = logging.getLogger("sow_qwen3")
+
+MODEL = "qwen3_aligner"
+OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END")
+FORMATS = ("lrc", "json")
+CONNECT_TIMEOUT = 10.0
+API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
+
+
+@dataclass(frozen=True)
+class AlignResult:
+    """One alignment. ``content`` is the text in the format ``align`` was asked for."""
+
+    lines: tuple[Line, ...]
+    language: str
+    duration_seconds: float
+    format: str
+    lrc_content: str
+    json_data: dict
+    header_bytes: int = 0  # bytes read from a remote object for the early duration check
+
+    @property
+    def line_count(self) -> int:
+        return len(self.lines)
+
+    @property
+    def content(self) -> str:
+        return self.lrc_content if self.format == "lrc" else to_json(self.json_data)
+
+
+@dataclass(frozen=True)
+class Health:
+    live: bool
+    ready: bool
+    detail: str = ""
+
+
+@dataclass
+class Client:
+    """A configured connection to the aligner service.
+
+    Every argument left as None comes from the environment: SOW_QWEN3_TRITON_URL
+    (host:port, default 127.0.0.1:8000), SOW_QWEN3_PROTOCOL (http or grpc),
+    SOW_QWEN3_API_KEY, SOW_QWEN3_TIMEOUT (seconds per request, default 900),
+    SOW_QWEN3_MAX_AUDIO_SECONDS (300), SOW_QWEN3_MAX_DOWNLOAD_BYTES (200 MiB)
+    and the SOW_QWEN3_R2_* storage settings (see ``S3Settings``).
+    """
+
+    url: str | None = None
+    protocol: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float | None = None
+    s3: S3Settings | None = None
+    max_audio_seconds: float | None = None
+    max_download_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        self.url = (self.url or env_text("TRITON_URL") or DEFAULT_URL).removeprefix("http://")
+        self.protocol = (self.protocol or env_text("PROTOCOL") or "http").lower()
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")
+        self.api_key = self.api_key if self.api_key is not None else env_text("API_KEY")
+        self.timeout = self.timeout or env_float("TIMEOUT", DEFAULT_TIMEOUT)
+        self.s3 = self.s3 or S3Settings.from_env()
+        self.max_audio_seconds = self.max_audio_seconds or env_float("MAX_AUDIO_SECONDS", MAX_AUDIO_SECONDS)
+        self.max_download_bytes = self.max_download_bytes or int(env_float("MAX_DOWNLOAD_BYTES", MAX_DOWNLOAD_BYTES))
+
+    # ------------------------------------------------------------------ public
+    def align(self, audio_source: str | Path, lyrics: str, language: str = "Chinese",
+              format: str = "lrc") -> AlignResult:  # noqa: A002 - the documented keyword
+        """Align ``lyrics`` (text, one lyric line per text line) to the audio at ``audio_source``.
+
+        ``audio_source`` is a local path, an http(s) URL or ``s3://bucket/key``.
+        Raises BadInputError, AuthError, ServerUnavailableError or ServerError.
+        """
+        if format not in FORMATS:
+            raise BadInputError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+        if not lyrics or not lyrics.strip():
+            raise BadInputError("the lyrics are empty: give one lyric line per text line")
+        started = time.monotonic()
+        with fetched_audio(audio_source, s3=self.s3, max_bytes=self.max_download_bytes,
+                           max_seconds=self.max_audio_seconds, timeout=self.timeout) as fetched:
+            audio = load_audio(fetched.path, self.max_audio_seconds, name=str(audio_source))
+        lines = self.align_samples(audio, lyrics, language)
+        duration = audio.size / SAMPLE_RATE
+        log.info("aligned %s: %.1f s of audio, %d lines in %.2f s", audio_source, duration, len(lines),
+                 time.monotonic() - started)
+        return AlignResult(tuple(lines), language, duration, format, to_lrc(lines, duration),
+                           to_json_data(lines, duration, language), fetched.header_bytes)
+
+    def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> list[Line]:
+        """Align 16 kHz mono float32 ``audio`` (already decoded) and return its timed lines."""
+        with self._connection() as (module, client):
+            inputs = request_inputs(module, audio, lyrics, language)
+            outputs = [module.InferRequestedOutput(name) for name in OUTPUTS]
+            kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+            try:
+                result = client.infer(MODEL, inputs, outputs=outputs, headers=self._headers(), **kwargs)
+            except Exception as exc:  # tritonclient raises its own and transport errors
+                raise classify(exc) from None
+        texts = result.as_numpy("LINE_TEXT").reshape(-1)
+        starts = result.as_numpy("LINE_START").reshape(-1)
+        ends = result.as_numpy("LINE_END").reshape(-1)
+        return [Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)]
+
+    def health(self) -> Health:
+        """Whether the server is live and the aligner model ready (never raises for an unreachable server)."""
+        try:
+            with self._connection() as (_, client):
+                live = bool(client.is_server_live())
+                ready = live and bool(client.is_model_ready(MODEL))
+        except Exception as exc:  # unreachable, refused, timed out
+            return Health(False, False, classify(exc).args[0])
+        return Health(live, ready, "" if ready else f"model {MODEL} is not ready")
+
+    # ----------------------------------------------------------------- private
+    def _headers(self) -> dict[str, str] | None:
+        return {API_KEY_HEADER[self.protocol]: self.api_key} if self.api_key else None
+
+    @contextmanager
+    def _connection(self) -> Iterator[tuple[object, object]]:
+        if self.protocol == "grpc":
+            import tritonclient.grpc as module
+
+            client = module.InferenceServerClient(self.url)
+        else:
+            import tritonclient.http as module
+
+            client = module.InferenceServerClient(self.url, connection_timeout=min(CONNECT_TIMEOUT, self.timeout),
+                                                  network_timeout=self.timeout)
+        try:
+            yield module, client
+        finally:
+            client.close()
+
+
+def request_inputs(module, audio: np.ndarray, lyrics: str, language: str | None) -> list:
+    """The request tensors for ``module`` (tritonclient.http or .grpc): batch dimension 1."""
+    tensors = [
+        ("AUDIO", np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1), "FP32"),
+        ("LYRICS", np.array([[lyrics.encode("utf-8")]], dtype=np.object_), "BYTES"),
+    ]
+    if language:
+        tensors.append(("LANGUAGE", np.array([[language.encode("utf-8")]], dtype=np.object_), "BYTES"))
+    inputs = []
+    for name, data, datatype in tensors:
+        tensor = module.InferInput(name, list(data.shape), datatype)
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    return inputs
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def classify(exc: Exception) -> AlignError:
+    """The typed error for a failed call to the server; its message keeps the server's."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, AlignError):
+        return exc
+    if not isinstance(exc, InferenceServerException):
+        return ServerUnavailableError(f"cannot reach the aligner service: {type(exc).__name__}: {exc}")
+    message = exc.message() or str(exc)
+    status = str(exc.status() or "")
+    lowered = message.lower()
+    if "restricted" in lowered or "api-key" in lowered or status in ("401", "403"):
+        return AuthError(f"the server refused the API key: {message}")
+    if "queue" in lowered or "not ready" in lowered or "unknown model" in lowered or "unavailable" in lowered \
+            or status in ("503", "StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"):
+        return ServerUnavailableError(f"the aligner service is unavailable: {message}")
+    if status in ("400", "StatusCode.INVALID_ARGUMENT"):
+        return BadInputError(message)
+    if status in ("500", "StatusCode.INTERNAL"):
+        return ServerError(f"the server failed to align: {message}")
+    if not status or "timed out" in lowered or "connect" in lowered:
+        return ServerUnavailableError(f"cannot reach the aligner service: {message}")
+    return ServerError(f"the server answered {status}: {message}")

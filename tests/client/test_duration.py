@@ -1,0 +1,89 @@
+"""Header durations from partial reads, for files soundfile writes in each format."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from support.audio import noise, write_clip
+from sow_qwen3.duration import BLOCK_BYTES, RangeReader, header_duration
+
+
+def reader_for(data: bytes) -> RangeReader:
+    return RangeReader(lambda start, end: data[start:end + 1], len(data))
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "mp3", "ogg", "opus"])
+@pytest.mark.parametrize("rate, channels", [(8000, 1), (22050, 2), (44100, 2), (48000, 1)])
+def test_duration_matches_the_decoder_and_reads_little(tmp_path: Path, suffix: str, rate: int, channels: int):
+    if suffix == "opus" and rate in (22050, 44100):
+        rate = 24000  # Opus takes 8, 12, 16, 24 and 48 kHz only
+    seconds = 7.3
+    path = write_clip(tmp_path / f"clip.{suffix}", noise(seconds, seed=rate), rate, channels)
+    data = path.read_bytes()
+    reader = reader_for(data)
+    found = header_duration(reader)
+    decoded = soundfile.info(str(path)).duration
+    assert found is not None and found.exact
+    assert found.seconds == pytest.approx(decoded, abs=1e-3)
+    limit = 3 * BLOCK_BYTES if suffix in ("ogg", "opus") else BLOCK_BYTES  # Ogg: the first block and the last 16 KiB
+    assert reader.fetched <= min(limit, len(data))
+
+
+def test_wav_with_a_large_chunk_before_the_samples(tmp_path: Path):
+    path = write_clip(tmp_path / "clip.wav", noise(4.0, seed=1), 16000)
+    data = path.read_bytes()
+    junk = b"JUNK" + (50_000).to_bytes(4, "little") + bytes(50_000)
+    patched = data[:12] + junk + data[12:]
+    patched = patched[:4] + (len(patched) - 8).to_bytes(4, "little") + patched[8:]
+    reader = reader_for(patched)
+    assert header_duration(reader).seconds == pytest.approx(4.0)
+    assert reader.fetched < len(patched) / 2
+
+
+def test_mp3_after_an_id3_tag_with_cover_art(tmp_path: Path):
+    data = write_clip(tmp_path / "clip.mp3", noise(5.0, seed=2), 44100, 2).read_bytes()
+    body = bytes(40_000)
+    size = len(body)
+    syncsafe = bytes([(size >> shift) & 0x7F for shift in (21, 14, 7, 0)])
+    tagged = b"ID3\x04\x00\x00" + syncsafe + body + data
+    reader = reader_for(tagged)
+    assert header_duration(reader).seconds == pytest.approx(5.0, abs=1e-3)
+    assert reader.fetched <= 3 * BLOCK_BYTES
+
+
+def test_mp3_without_a_xing_frame_is_estimated_from_the_bit_rate(tmp_path: Path):
+    path = tmp_path / "clip.mp3"
+    soundfile.write(str(path), noise(20.0, seed=3), 16000, format="MP3", bitrate_mode="CONSTANT")
+    data = path.read_bytes()
+    assert data[:4] != b"ID3" and data[13:17] in (b"Info", b"Xing")  # MPEG-2 mono: side info is 9 bytes
+    bitrate_kbps = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)[data[2] >> 4]
+    first_frame = 72 * bitrate_kbps * 1000 // 16000 + ((data[2] >> 1) & 1)
+    found = header_duration(reader_for(data[first_frame:]))  # drop the Info frame: a bare CBR stream
+    assert not found.exact
+    assert found.seconds == pytest.approx(20.0, rel=0.02)
+
+
+@pytest.mark.parametrize("data", [b"", b"not audio at all" * 100, bytes(5000), b"RIFF\x00\x00\x00\x00WAVEdata"])
+def test_unknown_or_broken_headers_say_nothing(data: bytes):
+    assert header_duration(reader_for(data)) is None
+
+
+def test_range_reader_fetches_each_block_once():
+    data = np.arange(100_000, dtype=np.uint8).tobytes()
+    calls = []
+
+    def fetch(start: int, end: int) -> bytes:
+        calls.append((start, end))
+        return data[start:end + 1]
+
+    reader = RangeReader(fetch, len(data), block=1000)
+    assert reader.read(10, 20) == data[10:30]
+    assert reader.read(990, 20) == data[990:1010]
+    assert reader.read(500, 100) == data[500:600]
+    assert calls == [(0, 999), (1000, 1999)]
+    assert reader.fetched == 2000
+    assert reader.tail(50) == (len(data) - 50, data[-50:])
+    assert reader.read(len(data) + 5, 10) == b""

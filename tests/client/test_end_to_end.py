@@ -1,0 +1,128 @@
+"""From s3:// (moto's real S3 server) to LRC and JSON through the real tritonserver on the tiny checkpoint.
+
+The reference for every timestamp is the server itself: the same decoded audio
+sent straight to qwen3_aligner with tritonclient.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from server_process import free_ports
+from support.audio import noise, speech, write_clip
+from support.infer import API_KEY, Lines, align_grpc, align_http
+from sow_qwen3 import AuthError, BadInputError, Client, Health, ServerUnavailableError
+from sow_qwen3.audio import load_audio
+
+pytestmark = pytest.mark.server  # needs the real tritonserver
+
+LYRICS = "奇异恩典 何等甘甜\n\n我罪已得赦免\n  前我失丧 今被寻回  \n。。。\n瞎眼今得看见\n"
+TIMED = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "。。。", "瞎眼今得看见"]
+STAMP = re.compile(r"^\[(\d\d):(\d\d\.\d\d)\](.*)$")
+FILES = [("mp3", 44100, 2), ("wav", 16000, 1), ("wav", 48000, 2), ("flac", 22050, 1), ("ogg", 32000, 2),
+         ("opus", 48000, 1)]
+
+
+def server_lines(server, path: Path, lyrics: str = LYRICS, language: str = "Chinese") -> Lines:
+    """What qwen3_aligner answers for ``path`` decoded the way the client decodes it."""
+    return align_http(server.http_url, load_audio(path, 300), lyrics, language, headers={"api-key": API_KEY})
+
+
+def lrc_rows(text: str) -> tuple[str, list[tuple[str, str]]]:
+    rows = text.splitlines()
+    stamps = [STAMP.match(row) for row in rows[1:]]
+    assert all(stamps), rows
+    return rows[0], [(f"{int(m.group(1)) * 60 + float(m.group(2)):.2f}", m.group(3)) for m in stamps]
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("song") / "song.mp3", speech(9.0), rate=44100, channels=2)
+
+
+@pytest.mark.parametrize("suffix, rate, channels", FILES, ids=[f"{s}-{r}-{c}ch" for s, r, c in FILES])
+def test_s3_song_to_lrc_matches_the_server_to_the_centisecond(client, keyed_server, s3_store, tmp_path,
+                                                               suffix, rate, channels):
+    path = write_clip(tmp_path / f"song.{suffix}", speech(8.0), rate=rate, channels=channels)
+    url = s3_store.put(f"e2e/{suffix}-{rate}-{channels}.{suffix}", path)
+    result = client.align(url, LYRICS, language="Chinese", format="lrc")
+    expected = server_lines(keyed_server, path)
+    assert len(set(expected.start)) >= 3, "the tiny model's starts must vary for this test to mean anything"
+    length, rows = lrc_rows(result.lrc_content)
+    assert rows == [(f"{start:.2f}", text) for start, text in zip(expected.start, expected.text)]
+    assert [text for _, text in rows] == TIMED
+    assert result.line_count == len(TIMED) and result.content == result.lrc_content
+    assert result.duration_seconds == pytest.approx(8.0, abs=0.01)
+    assert length == "[length: 00:08]"
+    assert 0 < result.header_bytes <= 3 * 16 * 1024
+
+
+def test_json_carries_the_servers_lines(client, keyed_server, s3_store, song):
+    url = s3_store.put("e2e/json.mp3", song)
+    result = client.align(url, LYRICS, language="zh", format="json")
+    expected = server_lines(keyed_server, song, language="zh")
+    data = result.json_data
+    assert data["language"] == "zh" and data["line_count"] == len(TIMED) == result.line_count
+    assert data["duration_seconds"] == pytest.approx(9.0, abs=0.01)
+    assert [(line["text"], line["start"], line["end"]) for line in data["lines"]] == [
+        (text, round(start, 3), round(end, 3)) for text, start, end in zip(expected.text, expected.start, expected.end)]
+    assert result.content.startswith("{\n") and '"version": 1' in result.content
+
+
+def test_grpc_gives_the_same_lines_as_http(client, keyed_server, http_files, song):
+    url = http_files.add(song, "grpc-song.mp3")
+    over_grpc = Client(url=keyed_server.grpc_url, protocol="grpc", api_key=API_KEY, timeout=120)
+    result = over_grpc.align(url, LYRICS)
+    direct = align_grpc(keyed_server.grpc_url, load_audio(song, 300), LYRICS, "Chinese",
+                        headers={"triton-grpc-protocol-api-key": API_KEY})
+    assert [(line.text, line.start, line.end) for line in result.lines] == list(zip(direct.text, direct.start,
+                                                                                   direct.end))
+    assert result.lrc_content == client.align(str(song), LYRICS).lrc_content
+
+
+def test_language_hint_reaches_the_server(client, keyed_server, song):
+    japanese = "すばらしい恵み\n" + LYRICS  # Japanese splits these into other units than Chinese does
+    result = client.align(str(song), japanese, language="Japanese")
+    expected = server_lines(keyed_server, song, japanese, "Japanese")
+    as_chinese = server_lines(keyed_server, song, japanese, "Chinese")
+    assert expected.end != as_chinese.end, "the hint must change the answer for this test to mean anything"
+    assert [(line.start, line.end) for line in result.lines] == list(zip(expected.start, expected.end))
+
+
+def test_the_servers_refusal_keeps_its_message(client, song):
+    with pytest.raises(BadInputError, match=r"(?i)unsupported language.*Klingon"):
+        client.align(str(song), LYRICS, language="Klingon")
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_a_missing_or_wrong_api_key_is_an_auth_error(keyed_server, song, protocol, key, monkeypatch):
+    monkeypatch.delenv("SOW_QWEN3_API_KEY", raising=False)
+    url = keyed_server.grpc_url if protocol == "grpc" else keyed_server.http_url
+    with pytest.raises(AuthError, match="the server refused the API key"):
+        Client(url=url, protocol=protocol, api_key=key).align(str(song), LYRICS)
+
+
+def test_health_of_a_ready_and_of_an_absent_server(keyed_server):
+    assert Client(url=keyed_server.http_url).health() == Health(live=True, ready=True)
+    grpc = Client(url=keyed_server.grpc_url, protocol="grpc").health()
+    assert grpc.live and grpc.ready
+    absent = Client(url=f"127.0.0.1:{free_ports(1)[0]}").health()
+    assert not absent.live and not absent.ready and "cannot reach" in absent.detail
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_absent_server_is_unavailable(song, protocol):
+    client = Client(url=f"127.0.0.1:{free_ports(1)[0]}", protocol=protocol, timeout=10)
+    with pytest.raises(ServerUnavailableError):
+        client.align(str(song), LYRICS)
+
+
+def test_noise_still_yields_one_ordered_line_per_lyric_line(client, tmp_path):
+    path = write_clip(tmp_path / "noise.wav", noise(6.0, seed=11), rate=8000)
+    result = client.align(str(path), LYRICS)
+    starts = [line.start for line in result.lines]
+    assert [line.text for line in result.lines] == TIMED
+    assert starts == sorted(starts) and all(0 <= s <= 6.0 for s in starts)
