@@ -58,6 +58,8 @@ from typing import Callable
 
 import numpy as np
 
+from sow_qwen3.client import request_inputs
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO / ".cache" / "bench-real-bf16"
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
@@ -219,21 +221,6 @@ class InProcess:
                 self.process.wait()
 
 
-def request_inputs(module, audio: np.ndarray, lyrics: str) -> list:
-    """The request tensors for ``module`` (tritonclient.http or .grpc), batch dimension 1."""
-    tensors = [
-        ("AUDIO", audio.reshape(1, -1).astype(np.float32), "FP32"),
-        ("LYRICS", np.array([[lyrics.encode("utf-8")]], dtype=np.object_), "BYTES"),
-        ("LANGUAGE", np.array([[LANGUAGE.encode("utf-8")]], dtype=np.object_), "BYTES"),
-    ]
-    inputs = []
-    for name, data, datatype in tensors:
-        tensor = module.InferInput(name, list(data.shape), datatype)
-        tensor.set_data_from_numpy(data)
-        inputs.append(tensor)
-    return inputs
-
-
 def check_lines(result, lyrics: str) -> None:
     """Raise unless the response times every lyric line."""
     got = result.as_numpy("LINE_TEXT").shape[-1]
@@ -261,7 +248,7 @@ class Service:
     def align(self, protocol: str, audio: np.ndarray, lyrics: str, tag: str) -> float:
         """Wall seconds of one request over ``protocol``, tensors built inside the timing."""
         started = time.perf_counter()
-        inputs = request_inputs(self.modules[protocol], audio, lyrics)
+        inputs = request_inputs(self.modules[protocol], audio, lyrics, LANGUAGE)
         result = self.clients[protocol].infer(MODEL, inputs, request_id=tag)
         seconds = time.perf_counter() - started
         check_lines(result, lyrics)
@@ -273,7 +260,7 @@ class Service:
         client = httpclient.InferenceServerClient(
             self.server.http_url, concurrency=concurrency, connection_timeout=900, network_timeout=900)
         try:
-            inputs = request_inputs(httpclient, audio, lyrics)
+            inputs = request_inputs(httpclient, audio, lyrics, LANGUAGE)
             started = time.perf_counter()
             pending = [client.async_infer(MODEL, inputs, request_id=f"{tag}-{i}") for i in range(requests)]
             results = [request.get_result() for request in pending]

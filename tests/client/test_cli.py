@@ -83,6 +83,18 @@ def test_usage_errors_exit_2(env, args, message):
     assert done.returncode == 2 and message in done.stderr and done.stdout == ""
 
 
+def test_unusable_settings_exit_2(env, song_mp3, lyrics_file, tmp_path):
+    cases = [
+        (["--timeout", "0"], env, "--timeout must be positive"),
+        ([], {**env, "SOW_QWEN3_PROTOCOL": "ftp"}, "protocol must be one of http, grpc; got 'ftp'"),
+        ([], {**env, "SOW_QWEN3_TIMEOUT": "soon"}, "SOW_QWEN3_TIMEOUT='soon' is not a number"),
+        (["-o", str(tmp_path)], env, f"cannot write {tmp_path}"),
+    ]
+    for extra, environment, message in cases:
+        done = run("align", str(song_mp3), str(lyrics_file), *extra, env=environment)
+        assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
+
+
 def test_bad_inputs_exit_3_with_the_reason(env, song_mp3, lyrics_file, tmp_path, s3_store):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n", encoding="utf-8")

@@ -126,3 +126,10 @@ def test_noise_still_yields_one_ordered_line_per_lyric_line(client, tmp_path):
     starts = [line.start for line in result.lines]
     assert [line.text for line in result.lines] == TIMED
     assert starts == sorted(starts) and all(0 <= s <= 6.0 for s in starts)
+
+
+def test_a_url_with_its_scheme_and_lyrics_from_a_file(client, keyed_server, song, tmp_path):
+    lyrics = tmp_path / "lyrics.txt"
+    lyrics.write_bytes(b"\xef\xbb\xbf" + LYRICS.encode("utf-8"))  # with a BOM, as some editors save it
+    other = Client(url=f"http://{keyed_server.http_url}/", api_key=API_KEY, timeout=120)
+    assert other.align(str(song), lyrics).lrc_content == client.align(str(song), LYRICS).lrc_content

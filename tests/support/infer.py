@@ -7,6 +7,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from sow_qwen3.client import infer_input, request_inputs
+
 MODEL = "qwen3_aligner"
 API_KEY = "client-test-key-93c2"  # the key the keyed_server fixture (tests/client) requires
 
@@ -21,18 +23,10 @@ class Lines:
 
 
 def build_inputs(module, audio: np.ndarray, lyrics: str | bytes, language: str | None = None, audio_shape=None):
-    """The request tensors for ``module`` (tritonclient.http or .grpc)."""
-    audio = np.asarray(audio, dtype=np.float32)
-    audio = audio.reshape(audio_shape or (1, -1))
-    raw = lyrics if isinstance(lyrics, bytes) else lyrics.encode("utf-8")
-    tensors = [("AUDIO", audio, "FP32"), ("LYRICS", np.array([[raw]], dtype=np.object_), "BYTES")]
-    if language is not None:
-        tensors.append(("LANGUAGE", np.array([[language.encode("utf-8")]], dtype=np.object_), "BYTES"))
-    inputs = []
-    for name, data, datatype in tensors:
-        tensor = module.InferInput(name, list(data.shape), datatype)
-        tensor.set_data_from_numpy(data)
-        inputs.append(tensor)
+    """The client's request tensors; AUDIO reshaped to ``audio_shape`` for tests that send a wrong shape."""
+    inputs = request_inputs(module, audio, lyrics, language)
+    if audio_shape is not None:
+        inputs[0] = infer_input(module, "AUDIO", np.asarray(audio, dtype=np.float32).reshape(audio_shape), "FP32")
     return inputs
 
 

@@ -48,6 +48,8 @@ class UsageError(Exception):
 
 
 def _client(args: argparse.Namespace) -> Client:
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive; got {args.timeout:g}")
     try:
         return Client(url=args.url, protocol=args.protocol, api_key=args.api_key, timeout=args.timeout)
     except ValueError as exc:  # a bad SOW_QWEN3_* value
@@ -58,7 +60,10 @@ def cmd_align(args: argparse.Namespace) -> int:
     lyrics = read_lyrics(args.lyrics_file)
     result = _client(args).align(args.source, lyrics, language=args.language, format=args.format)
     if args.output:
-        write_atomically(Path(args.output), result.content)
+        try:
+            write_atomically(Path(args.output), result.content)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         print(f"wrote {result.line_count} timed lines ({result.duration_seconds:.1f} s of audio) to {args.output}",
               file=sys.stderr)
     else:

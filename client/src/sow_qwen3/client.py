@@ -15,6 +15,7 @@ server's shutdown.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
 from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
+from .files import read_lyrics
 from .formats import Line, to_json, to_json_data, to_lrc
 from .settings import (
     DEFAULT_TIMEOUT, DEFAULT_URL, MAX_AUDIO_SECONDS, MAX_DOWNLOAD_BYTES, PROTOCOLS, S3Settings, env_float, env_text,
@@ -86,12 +88,15 @@ class Client:
     s3: S3Settings | None = None
     max_audio_seconds: float | None = None
     max_download_bytes: int | None = None
+    _ssl: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.url = (self.url or env_text("TRITON_URL") or DEFAULT_URL).removeprefix("http://")
         self.protocol = (self.protocol or env_text("PROTOCOL") or "http").lower()
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")
+        self.url, self._ssl = server_address(self.url or env_text("TRITON_URL") or DEFAULT_URL)
+        if self._ssl and self.protocol == "grpc":
+            raise ValueError("https:// is for the HTTP protocol; for gRPC give host:port")
         self.api_key = self.api_key if self.api_key is not None else env_text("API_KEY")
         self.timeout = self.timeout or env_float("TIMEOUT", DEFAULT_TIMEOUT)
         self.s3 = self.s3 or S3Settings.from_env()
@@ -99,13 +104,15 @@ class Client:
         self.max_download_bytes = self.max_download_bytes or int(env_float("MAX_DOWNLOAD_BYTES", MAX_DOWNLOAD_BYTES))
 
     # ------------------------------------------------------------------ public
-    def align(self, audio_source: str | Path, lyrics: str, language: str = "Chinese",
+    def align(self, audio_source: str | Path, lyrics: str | Path, language: str = "Chinese",
               format: str = "lrc") -> AlignResult:  # noqa: A002 - the documented keyword
-        """Align ``lyrics`` (text, one lyric line per text line) to the audio at ``audio_source``.
+        """Align ``lyrics`` (text, one lyric line per text line; or a Path to a UTF-8 file) to ``audio_source``.
 
         ``audio_source`` is a local path, an http(s) URL or ``s3://bucket/key``.
         Raises BadInputError, AuthError, ServerUnavailableError or ServerError.
         """
+        if isinstance(lyrics, os.PathLike):
+            lyrics = read_lyrics(lyrics)
         if format not in FORMATS:
             raise BadInputError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
         if not lyrics or not lyrics.strip():
@@ -160,27 +167,44 @@ class Client:
             import tritonclient.http as module
 
             client = module.InferenceServerClient(self.url, connection_timeout=min(CONNECT_TIMEOUT, self.timeout),
-                                                  network_timeout=self.timeout)
+                                                  network_timeout=self.timeout, ssl=self._ssl)
         try:
             yield module, client
         finally:
             client.close()
 
 
-def request_inputs(module, audio: np.ndarray, lyrics: str, language: str | None) -> list:
-    """The request tensors for ``module`` (tritonclient.http or .grpc): batch dimension 1."""
-    tensors = [
-        ("AUDIO", np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1), "FP32"),
-        ("LYRICS", np.array([[lyrics.encode("utf-8")]], dtype=np.object_), "BYTES"),
+def server_address(url: str) -> tuple[str, bool]:
+    """``host:port`` and whether to use TLS, from ``host:port`` or an http(s):// or grpc:// URL."""
+    scheme, separator, rest = url.strip().partition("://")
+    if not separator:
+        scheme, rest = "", url.strip()
+    if scheme.lower() not in ("", "http", "https", "grpc"):
+        raise ValueError(f"server URL must be host:port or http(s)://host:port; got {url!r}")
+    return rest.rstrip("/"), scheme.lower() == "https"
+
+
+def request_inputs(module, audio: np.ndarray, lyrics: str | bytes, language: str | None) -> list:
+    """The request tensors for ``module`` (tritonclient.http or .grpc): batch dimension 1.
+
+    ``lyrics`` given as bytes are sent as they are; LANGUAGE is left out when ``language`` is empty.
+    """
+    raw = lyrics if isinstance(lyrics, bytes) else lyrics.encode("utf-8")
+    inputs = [
+        infer_input(module, "AUDIO", np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1), "FP32"),
+        infer_input(module, "LYRICS", np.array([[raw]], dtype=np.object_), "BYTES"),
     ]
     if language:
-        tensors.append(("LANGUAGE", np.array([[language.encode("utf-8")]], dtype=np.object_), "BYTES"))
-    inputs = []
-    for name, data, datatype in tensors:
-        tensor = module.InferInput(name, list(data.shape), datatype)
-        tensor.set_data_from_numpy(data)
-        inputs.append(tensor)
+        inputs.append(infer_input(module, "LANGUAGE", np.array([[language.encode("utf-8")]], dtype=np.object_),
+                                  "BYTES"))
     return inputs
+
+
+def infer_input(module, name: str, data: np.ndarray, datatype: str):
+    """One ``module.InferInput`` holding ``data``."""
+    tensor = module.InferInput(name, list(data.shape), datatype)
+    tensor.set_data_from_numpy(data)
+    return tensor
 
 
 def _text(value: object) -> str:

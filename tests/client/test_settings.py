@@ -1,0 +1,55 @@
+"""Client settings: arguments, SOW_QWEN3_* variables and their defaults."""
+from __future__ import annotations
+
+import pytest
+
+from sow_qwen3 import Client, S3Settings
+from sow_qwen3.client import server_address
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("127.0.0.1:8000", ("127.0.0.1:8000", False)),
+    ("http://aligner.internal:8000/", ("aligner.internal:8000", False)),
+    ("HTTPS://aligner.example.org", ("aligner.example.org", True)),
+    ("grpc://127.0.0.1:8001", ("127.0.0.1:8001", False)),
+])
+def test_server_address(url, expected):
+    assert server_address(url) == expected
+
+
+def test_a_server_url_with_another_scheme_is_refused():
+    with pytest.raises(ValueError, match="server URL must be host:port"):
+        server_address("ftp://127.0.0.1:8000")
+
+
+def test_arguments_win_over_the_environment_and_defaults_fill_the_rest(monkeypatch):
+    for name in ("TRITON_URL", "PROTOCOL", "API_KEY", "TIMEOUT", "MAX_AUDIO_SECONDS", "MAX_DOWNLOAD_BYTES"):
+        monkeypatch.delenv(f"SOW_QWEN3_{name}", raising=False)
+    default = Client()
+    assert (default.url, default.protocol, default.api_key, default.timeout, default.max_audio_seconds) == (
+        "127.0.0.1:8000", "http", None, 900.0, 300.0)
+    monkeypatch.setenv("SOW_QWEN3_TRITON_URL", "http://10.0.0.5:8000")
+    monkeypatch.setenv("SOW_QWEN3_API_KEY", "from-env")
+    monkeypatch.setenv("SOW_QWEN3_PROTOCOL", "GRPC")
+    monkeypatch.setenv("SOW_QWEN3_TIMEOUT", "30")
+    from_env = Client()
+    assert (from_env.url, from_env.protocol, from_env.api_key, from_env.timeout) == ("10.0.0.5:8000", "grpc",
+                                                                                    "from-env", 30.0)
+    given = Client(url="h:1", protocol="http", api_key="given", timeout=5)
+    assert (given.url, given.protocol, given.api_key, given.timeout) == ("h:1", "http", "given", 5)
+    assert "given" not in repr(given) and "from-env" not in repr(from_env)
+
+
+def test_storage_settings_come_from_the_r2_variables_and_hide_the_secret(monkeypatch):
+    env = {"SOW_QWEN3_R2_ENDPOINT_URL": "https://acct.r2.cloudflarestorage.com", "SOW_QWEN3_R2_ACCESS_KEY_ID": "AK",
+           "SOW_QWEN3_R2_SECRET_ACCESS_KEY": "very-secret", "SOW_QWEN3_R2_BUCKET": "worship"}
+    settings = S3Settings.from_env(env)
+    assert settings == S3Settings("https://acct.r2.cloudflarestorage.com", "AK", "very-secret", "worship")
+    assert "very-secret" not in repr(settings) and "very-secret" not in repr(Client(s3=settings))
+
+
+@pytest.mark.parametrize("value, message", [("soon", "is not a number"), ("-1", "must be positive")])
+def test_a_bad_number_in_the_environment_names_the_variable(monkeypatch, value, message):
+    monkeypatch.setenv("SOW_QWEN3_TIMEOUT", value)
+    with pytest.raises(ValueError, match=f"SOW_QWEN3_TIMEOUT.*{message}"):
+        Client()
