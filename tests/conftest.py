@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from server_process import RunningServer, start_server
+from server_process import start_server
+from support.stopping import assert_clean_stop
 
 MODEL_CODE = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "1"
 
@@ -57,14 +58,6 @@ def triton_server(tiny_model_dir: Path, server_logs: Path):
     server = start_server(tiny_model_dir, server_logs)
     yield server
     assert_clean_stop(server)
-
-
-def assert_clean_stop(server: RunningServer) -> None:
-    """Stop ``server`` and fail if it did not exit cleanly and leave nothing behind."""
-    status = server.stop()
-    assert status == 0, f"tritonserver exited with {status}:\n{server.log()[-3000:]}"
-    assert server.leftover_processes == [], f"stub processes left running: {server.leftover_processes}"
-    assert server.leftover_shm == [], f"shared memory left behind: {server.leftover_shm}"
 
 
 @pytest.fixture(scope="session")

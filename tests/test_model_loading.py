@@ -2,7 +2,6 @@
 and a failure inside inference is a 500 logged at ERROR with its traceback."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -11,23 +10,11 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import assert_clean_stop
 from support.audio import speech
+from support.checkpoints import broken_copy, fails_inside_inference, rewrite_json
+from support.stopping import assert_clean_stop
 from support.infer import MODEL, align_http, build_inputs, http_client
 from server_process import http_status, start_server
-
-
-def broken_copy(tiny_model_dir: Path, tmp_path: Path, breakage) -> Path:
-    target = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, target)
-    breakage(target)
-    return target
-
-
-def rewrite_json(path: Path, change) -> None:
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
 
 
 BROKEN = {
@@ -66,10 +53,7 @@ def test_broken_model_dir_leaves_server_live_but_not_ready(tiny_model_dir, serve
 
 def test_inference_failure_is_500_and_logged_with_traceback(tiny_model_dir, server_logs, tmp_path):
     """A checkpoint whose feature extractor disagrees with the encoder loads, then fails inside the model."""
-    model_dir = broken_copy(
-        tiny_model_dir, tmp_path,
-        lambda d: rewrite_json(d / "preprocessor_config.json", lambda c: c.update(feature_size=80)),
-    )
+    model_dir = broken_copy(tiny_model_dir, tmp_path, fails_inside_inference)
     server = start_server(model_dir, server_logs)
     try:
         client = http_client(server.http_url)

@@ -20,6 +20,7 @@ from moto.server import ThreadedMotoServer
 
 from server_process import RunningServer, free_ports, start_server
 from support.infer import API_KEY
+from support.stopping import assert_clean_stop
 from sow_qwen3 import Client, S3Settings
 
 BUCKET = "worship"
@@ -31,8 +32,7 @@ def keyed_server(tiny_model_dir: Path, server_logs: Path) -> Iterator[RunningSer
     """The real tritonserver on the tiny checkpoint, started by scripts/serve.py with an API key."""
     server = start_server(tiny_model_dir, server_logs, api_key=API_KEY)
     yield server
-    server.stop()
-    assert server.leftover_processes == [] and server.leftover_shm == []
+    assert_clean_stop(server)
 
 
 @pytest.fixture()

@@ -203,18 +203,22 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
     # Daemon threads: after Ctrl-C the process exits without waiting for requests in flight.
     for index in range(min(concurrency, pending)):
         threading.Thread(target=work, name=f"align-{index}", daemon=True).start()
+    def record(song: Song, error: str | None, note: str) -> None:
+        if error is None:
+            summary.aligned += 1
+        else:
+            summary.failures.append((song, error))
+        progress.song(song, error, note)
+
     progress.draw()
     try:
         for _ in range(pending):
-            song, error, note = results.get()
-            if error is None:
-                summary.aligned += 1
-            else:
-                summary.failures.append((song, error))
-            progress.song(song, error, note)
+            record(*results.get())
     except KeyboardInterrupt:
         stop.set()
         summary.interrupted = True
+        while not results.empty():  # songs that finished before the interrupt was seen
+            record(*results.get_nowait())
     progress.close()
     _print_summary(summary, out_dir, stream)
     return summary

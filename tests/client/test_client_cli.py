@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from server_process import free_ports
+from server_process import free_ports, start_server
 from support.audio import noise, speech, write_clip
+from support.checkpoints import broken_copy, fails_inside_inference
 from support.infer import API_KEY, align_http
+from support.stopping import assert_clean_stop
 from sow_qwen3.audio import load_audio
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
@@ -137,6 +139,18 @@ def test_an_absent_server_exits_5(env, song_mp3, lyrics_file):
     assert done.returncode == 5 and "ServerUnavailableError" in done.stderr
     health = run("health", env={**env, "SOW_QWEN3_TRITON_URL": absent})
     assert health.returncode == 5 and "live: no, model ready: no" in health.stdout and "not ready" in health.stderr
+
+
+def test_a_failure_inside_the_model_exits_6(env, tiny_model_dir, server_logs, song_mp3, lyrics_file, tmp_path):
+    model_dir = broken_copy(tiny_model_dir, tmp_path, fails_inside_inference)
+    server = start_server(model_dir, server_logs)
+    try:
+        done = run("align", str(song_mp3), str(lyrics_file), "--url", server.http_url, "--api-key", "", env=env)
+    finally:
+        assert_clean_stop(server)
+    assert done.returncode == 6, done.stderr
+    assert "ServerError: the server failed to align: alignment failed: RuntimeError" in done.stderr
+    assert done.stdout == ""
 
 
 def test_health_of_the_running_server(env, keyed_server):
