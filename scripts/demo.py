@@ -22,13 +22,13 @@ from server_process import REPO, start_server
 
 DEMO_MODEL = REPO / ".cache" / "demo-model"
 BANNER = """
-#####################################################################
+######################################################################
 #  DEMO MODEL: no real Qwen3-ForcedAligner weights were found at     #
-#  {path:<63}#
+#  {path:<66}#
 #  so this run uses a tiny RANDOM-WEIGHT model. The pipeline is      #
 #  real; the TIMESTAMPS BELOW ARE MEANINGLESS. For real timings run  #
-#  scripts/download_model.py, or set SOW_QWEN3_MODEL_PATH.          #
-#####################################################################
+#  scripts/download_model.py, or set SOW_QWEN3_MODEL_PATH.           #
+######################################################################
 """
 
 
