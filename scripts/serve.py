@@ -267,7 +267,7 @@ def ready_url(options: ServeOptions) -> str:
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{options.http_port}/v2/health/ready"
+    return f"http://{host}:{options.http_port}/v2/models/{MODEL_NAME}/ready"
 
 
 def main() -> None:

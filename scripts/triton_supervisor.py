@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ POLL_SECONDS = 1.0
 CRASH_STATUS = 1
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
+WATCHING = "the model is ready; from now on a Python backend stub that dies stops the server"
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,11 @@ def shm_regions(pid: int) -> set[str]:
 class StubWatch:
     """Decides from successive looks at the server's children whether a stub has crashed.
 
-    A stub counts as crashed when it disappears or turns zombie after the
-    model was ready. Stubs that end while the model loads (a load failure
-    Triton reports itself) or while the server shuts down do not count.
+    A stub is a suspect when it disappears or turns zombie after the model
+    was ready. Stubs that end while the model loads (a load failure Triton
+    reports itself) or while the server shuts down are not. ``supervise``
+    then asks the server: a crash leaves it reporting ready, while a
+    deliberate unload (explicit model control) makes it not ready first.
     """
 
     seen: set[int] = field(default_factory=set)
@@ -91,6 +95,10 @@ class StubWatch:
             return ProcessState(min(gone), -1, STUB_COMM, "gone")
         return None
 
+    def excuse(self, pid: int) -> None:
+        """Stop watching ``pid``: its end was deliberate."""
+        self.seen.discard(pid)
+
 
 def _die_with_parent() -> None:
     """In the child before exec: own process group (terminal signals reach only the
@@ -100,12 +108,15 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _ready(url: str) -> bool:
+def _ready_status(url: str) -> int | None:
+    """The HTTP status of the readiness endpoint, or None when it does not answer."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
     except OSError:
-        return False
+        return None
 
 
 def _say(message: str) -> None:
@@ -139,9 +150,14 @@ def supervise(argv: list[str], env: dict[str, str], ready_url: str, exit_timeout
             continue
         regions |= shm_regions(server.pid)
         if not ready_seen:
-            ready_seen = _ready(ready_url)
+            ready_seen = _ready_status(ready_url) == 200
+            if ready_seen:
+                _say(WATCHING)
         stubs = [child for child in children(server.pid) if child.name == STUB_COMM]
         crash = watch.crashed(stubs, ready_seen)
+        if crash is not None and _ready_status(ready_url) not in (200, None):
+            watch.excuse(crash.pid)  # the server says not ready: an unload, not a crash
+            crash = None
         if crash is not None:
             _say(f"Python backend stub {crash.pid} died ({'zombie' if crash.state == 'Z' else 'gone'}) "
                  "and Triton does not restart it; stopping tritonserver so the service can be restarted")

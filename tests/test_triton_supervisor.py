@@ -1,8 +1,9 @@
 """The supervisor's pure parts: /proc parsing and the stub-crash rule.
 
 The whole supervisor runs against the real tritonserver in
-tests/ops/test_ops_stub_crash.py (a SIGKILLed stub ends the server with status 1)
-and tests/test_model_loading.py (a stub that ends during a failed load does not).
+tests/ops/test_ops_stub_crash.py (a SIGKILLed stub ends the server with status 1),
+tests/test_model_loading.py (a stub that ends during a failed load does not) and
+tests/ops/test_ops_auth.py (nor does one ended by an unload through the repository API).
 """
 from __future__ import annotations
 
@@ -61,3 +62,16 @@ def test_a_stub_that_disappears_after_ready_is_a_crash():
 def test_a_zombie_never_seen_alive_is_not_blamed():
     watch = StubWatch()
     assert watch.crashed([stub(7, "Z")], ready_seen=True) is None
+
+
+def test_an_excused_stub_is_not_blamed_again():
+    """An unload ends a stub on purpose; once excused, neither its zombie nor its absence is a crash."""
+    watch = StubWatch()
+    assert watch.crashed([stub(1)], ready_seen=True) is None
+    assert watch.crashed([stub(1, "Z")], ready_seen=True) == stub(1, "Z")
+    watch.excuse(1)
+    assert watch.crashed([stub(1, "Z")], ready_seen=True) is None
+    assert watch.crashed([stub(2)], ready_seen=True) is None  # reloaded: a new stub
+    assert watch.crashed([stub(2)], ready_seen=True) is None
+    crash = watch.crashed([], ready_seen=True)
+    assert crash is not None and crash.pid == 2
