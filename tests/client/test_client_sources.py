@@ -12,7 +12,7 @@ import pytest
 
 from server_process import free_ports
 from support.audio import noise, write_clip
-from sow_qwen3 import AuthError, BadInputError, Client, ServerUnavailableError
+from sow_qwen3 import AuthError, BadInputError, Client, S3Settings, ServerUnavailableError
 from sow_qwen3.sources import fetched_audio
 
 LYRICS = "奇异恩典\n何等甘甜"
@@ -132,8 +132,8 @@ def test_s3_object_is_fetched_through_the_default_bucket(s3_store, tmp_path):
 
 
 def test_unreachable_storage_is_unavailable():
-    settings = type(Client().s3)(endpoint_url=f"http://127.0.0.1:{free_ports(1)[0]}", access_key_id="a",
-                                 secret_access_key="b")
+    settings = S3Settings(endpoint_url=f"http://127.0.0.1:{free_ports(1)[0]}", access_key_id="a",
+                          secret_access_key="b")
     with pytest.raises(ServerUnavailableError, match="cannot reach the storage endpoint"):
         with fetched_audio("s3://worship/song.mp3", s3=settings, max_bytes=10**7, max_seconds=300, timeout=5):
             pass
@@ -165,3 +165,15 @@ def test_a_presigned_query_string_never_appears_in_messages(offline_client, http
     with pytest.raises(BadInputError) as caught:
         offline_client.align(f"{http_files.url}/absent.mp3?X-Amz-Signature=topsecret", LYRICS)
     assert "topsecret" not in str(caught.value)
+
+
+def test_without_any_credentials_the_request_is_anonymous_and_refused_by_name(s3_store, tmp_path, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    url = s3_store.put("anon/song.wav", write_clip(tmp_path / "a.wav", noise(2.0, seed=12)))
+    with pytest.raises(AuthError, match=r"refused anonymous access .*set SOW_QWEN3_R2_ACCESS_KEY_ID"):
+        with fetched_audio(url, s3=S3Settings(endpoint_url=s3_store.endpoint_url), max_bytes=10**7,
+                           max_seconds=300, timeout=20):
+            pass

@@ -72,6 +72,7 @@ class S3Object:
 
     def __init__(self, source: str, settings: S3Settings, timeout: float) -> None:
         import boto3
+        from botocore import UNSIGNED
         from botocore.config import Config
 
         parsed = urllib.parse.urlparse(source)
@@ -80,19 +81,22 @@ class S3Object:
         if not self.bucket or not self.key:
             raise BadInputError(f"{source}: expected s3://bucket/key (or s3:///key with SOW_QWEN3_R2_BUCKET set)")
         self.name = f"s3://{self.bucket}/{self.key}"
-        self.client = boto3.client(
+        session = boto3.Session(aws_access_key_id=settings.access_key_id,
+                                aws_secret_access_key=settings.secret_access_key)
+        # No credentials anywhere (settings, AWS_* variables, profiles): read a public bucket anonymously.
+        self.anonymous = session.get_credentials() is None
+        self.client = session.client(
             "s3",
             endpoint_url=settings.endpoint_url,
-            aws_access_key_id=settings.access_key_id,
-            aws_secret_access_key=settings.secret_access_key,
             region_name=settings.region or ("auto" if settings.endpoint_url else None),
-            config=Config(connect_timeout=min(timeout, 10), read_timeout=timeout, signature_version="s3v4",
+            config=Config(connect_timeout=min(timeout, 10), read_timeout=timeout,
+                          signature_version=UNSIGNED if self.anonymous else "s3v4",
                           retries={"max_attempts": 3, "mode": "standard"}),
         )
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
         try:
             yield
@@ -106,13 +110,13 @@ class S3Object:
             if code == "NoSuchBucket":
                 raise BadInputError(f"{self.name}: bucket {self.bucket!r} does not exist") from None
             if status in (401, 403) or code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
+                if self.anonymous:
+                    raise AuthError(f"{self.name}: the storage refused anonymous access ({detail}); set "
+                                    "SOW_QWEN3_R2_ACCESS_KEY_ID and SOW_QWEN3_R2_SECRET_ACCESS_KEY") from None
                 raise AuthError(f"{self.name}: the storage refused the credentials ({detail})") from None
             if status is not None and status >= 500:
                 raise ServerUnavailableError(f"{self.name}: the storage failed ({detail})") from None
             raise BadInputError(f"{self.name}: {detail}") from None
-        except NoCredentialsError:
-            raise AuthError(f"{self.name}: no storage credentials: set SOW_QWEN3_R2_ACCESS_KEY_ID and "
-                            "SOW_QWEN3_R2_SECRET_ACCESS_KEY") from None
         except EndpointConnectionError as exc:
             raise ServerUnavailableError(f"{self.name}: cannot reach the storage endpoint ({exc})") from None
         except BotoCoreError as exc:
