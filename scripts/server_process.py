@@ -22,7 +22,6 @@ from pathlib import Path
 
 import psutil
 
-from serve import MODEL_NAME
 from triton_supervisor import WATCHING
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,12 +88,11 @@ class RunningServer:
         return http_status(f"http://{self.http_url}/v2/health/ready") == 200
 
     def watched(self) -> bool:
-        """serve.py's supervisor has seen the model ready and watches its stubs."""
-        return WATCHING in self.log()
+        """serve.py's supervisor has seen the model's own ready endpoint answer 200 and watches its stubs.
 
-    def model_ready(self) -> bool:
-        """The aligner model itself is loaded (in explicit model-control mode the server is ready before it)."""
-        return http_status(f"http://{self.http_url}/v2/models/{MODEL_NAME}/ready") == 200
+        In explicit model-control mode the server is ready before the model is: this waits for the model.
+        """
+        return WATCHING in self.log()
 
     def descendant_pids(self) -> list[int]:
         """PIDs of the processes under serve.py: tritonserver and its Python backend stubs."""
@@ -169,11 +167,10 @@ def start_server(
 ) -> RunningServer:
     """Start scripts/serve.py on free loopback ports and wait until it answers.
 
-    With ``wait_ready`` it returns once /v2/health/ready and the model's ready
-    endpoint are 200 and serve.py's supervisor watches the model's stubs, else
-    once the server is live and reports our id. Raises
-    RuntimeError with the server's log if it exits or does not get there within
-    ``timeout`` seconds.
+    With ``wait_ready`` it returns once /v2/health/ready is 200 and serve.py's
+    supervisor has seen the model ready (``RunningServer.watched``), else once
+    the server is live and reports our id. Raises RuntimeError with the
+    server's log if it exits or does not get there within ``timeout`` seconds.
     """
     http_port, grpc_port, metrics_port = free_ports(3)
     server_id = f"sow-qwen3-{uuid.uuid4().hex[:12]}"
@@ -197,7 +194,7 @@ def start_server(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"tritonserver exited with {process.returncode}:\n{server.log()[-4000:]}")
-        if _reports_id(server) and (not wait_ready or (server.is_ready() and server.model_ready() and server.watched())):
+        if _reports_id(server) and (not wait_ready or (server.is_ready() and server.watched())):
             server.shm_files = server.mapped_shm_files()
             return server
         time.sleep(0.2)  # polling interval while waiting for the condition above
