@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Start the real ``tritonserver`` on this repository's model repository, in the foreground.
 
 This is the single place that builds the server's command line: the tests,
@@ -35,9 +34,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triton_supervisor import supervise
+from .supervisor import supervise
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 MODEL_REPOSITORY = REPO / "model_repository"
 MODEL_NAME = "qwen3_aligner"
 DEFAULT_MODEL_DIR = "/models/qwen3-forced-aligner"
