@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import serve
+from sow_qwen3_server import launcher as serve
 
 
 def options(**overrides) -> serve.ServeOptions:
