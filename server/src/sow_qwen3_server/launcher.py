@@ -1,24 +1,30 @@
-"""Start the real ``tritonserver`` on this repository's model repository, in the foreground.
+"""Start the real ``tritonserver`` on the model repository, in the foreground.
 
 This is the single place that builds the server's command line: the tests,
-the demo and the Docker image all start the server through it.
+the demo and the Docker image all start the server through it (console
+script ``sow-qwen3-serve``; ``scripts/serve.py`` in a checkout).
 
-    serve.py --model-dir DIR --http-port P --grpc-port P2 --metrics-port P3 [--api-key KEY]
+    sow-qwen3-serve --model-dir DIR --http-port P --grpc-port P2 --metrics-port P3 [--api-key KEY]
 
 The server binary is ``tritonserver`` from PATH when there is one (an NGC
 image), else the one inside the ``nvidia-pytriton`` wheel, with a Python
 backend folder made for the running interpreter. The server runs as a child
-under ``triton_supervisor``: SIGTERM/SIGINT are forwarded (the server drains
+under ``supervisor``: SIGTERM/SIGINT are forwarded (the server drains
 in-flight requests for --exit-timeout seconds), the exit status is the
 server's, and a crashed Python backend stub (which Triton 2.51 neither restarts
 nor reports) ends the server with status 1 so a restart policy brings it back.
-Ready means ``GET /v2/health/ready`` returns 200. Arguments after ``--`` go to
-tritonserver unchanged (for example ``-- --exit-on-error=false``).
+A model that fails to load leaves the server up and not ready
+(``--exit-on-error=false``): the log names the path and the cause, and a
+restart could not fix it. Ready means ``GET /v2/health/ready`` returns 200.
+Arguments after ``--`` go to tritonserver unchanged (for example ``-- --log-verbose=1``).
 
-Settings also come from the environment: SOW_QWEN3_MODEL_PATH,
-SOW_QWEN3_API_KEY, SOW_QWEN3_INSTANCE_COUNT, SOW_QWEN3_MAX_QUEUE,
-SOW_QWEN3_INSTANCE_KIND; the model itself reads SOW_QWEN3_DEVICE and
-SOW_QWEN3_DTYPE (see model_repository/qwen3_aligner/config.pbtxt).
+The model repository is --model-repository (env SOW_QWEN3_MODEL_REPOSITORY),
+by default the ``model_repository/`` of the source checkout this package is
+installed from (editable install); a non-editable install (the Docker image)
+must name it. Settings also come from the environment: SOW_QWEN3_MODEL_PATH,
+SOW_QWEN3_HOST, SOW_QWEN3_API_KEY, SOW_QWEN3_INSTANCE_COUNT,
+SOW_QWEN3_MAX_QUEUE, SOW_QWEN3_INSTANCE_KIND; the model itself reads
+SOW_QWEN3_DEVICE and SOW_QWEN3_DTYPE (see model_repository/qwen3_aligner/config.pbtxt).
 """
 from __future__ import annotations
 
@@ -36,8 +42,8 @@ from pathlib import Path
 
 from .supervisor import supervise
 
-REPO = Path(__file__).resolve().parents[3]
-MODEL_REPOSITORY = REPO / "model_repository"
+# server/src/sow_qwen3_server/launcher.py -> the checkout's model_repository/ (editable install only).
+CHECKOUT_REPOSITORY = Path(__file__).resolve().parents[3] / "model_repository"
 MODEL_NAME = "qwen3_aligner"
 DEFAULT_MODEL_DIR = "/models/qwen3-forced-aligner"
 AUTH_OFF = "disabled"  # the API-key value that turns auth off on purpose
@@ -51,6 +57,7 @@ class ServeOptions:
     """Everything that decides the server's command line and environment."""
 
     model_dir: str
+    model_repository: Path = CHECKOUT_REPOSITORY
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
@@ -124,9 +131,24 @@ def render_config(text: str, instance_count: int | None, max_queue_size: int | N
     return text
 
 
-def config_parameter(key: str) -> str:
-    """A parameter's value in our config.pbtxt (the one place defaults live)."""
-    text = (MODEL_REPOSITORY / MODEL_NAME / "config.pbtxt").read_text()
+def find_model_repository(requested: str | None) -> Path:
+    """The model repository to serve: ``requested`` (flag or SOW_QWEN3_MODEL_REPOSITORY), else the checkout's.
+
+    Exits with a message naming the setting when there is none, or when it
+    holds no ``qwen3_aligner/config.pbtxt``.
+    """
+    repository = Path(requested) if requested else CHECKOUT_REPOSITORY
+    if not (repository / MODEL_NAME / "config.pbtxt").is_file():
+        where = f"{repository} has no {MODEL_NAME}/config.pbtxt" if requested else \
+            "this package is not installed from a source checkout"
+        raise SystemExit(f"serve.py: no model repository ({where}): pass --model-repository "
+                         "or set SOW_QWEN3_MODEL_REPOSITORY to the folder that holds qwen3_aligner/")
+    return repository.resolve()
+
+
+def config_parameter(repository: Path, key: str) -> str:
+    """A parameter's value in the repository's config.pbtxt (the one place defaults live)."""
+    text = (repository / MODEL_NAME / "config.pbtxt").read_text()
     match = re.search(rf'key:\s*"{key}"\s*value:\s*{{\s*string_value:\s*"([^"]*)"', text)
     if not match:
         raise SystemExit(f"serve.py: config.pbtxt has no parameter {key!r}")
@@ -138,18 +160,18 @@ def model_repository(options: ServeOptions) -> Path:
 
     The copy links to the real model code, so what runs is what is tested.
     """
-    source = MODEL_REPOSITORY / MODEL_NAME / "config.pbtxt"
+    source = options.model_repository / MODEL_NAME / "config.pbtxt"
     original = source.read_text()
     rendered = render_config(original, options.instance_count, options.max_queue_size, options.instance_kind)
     if rendered == original:
-        return MODEL_REPOSITORY
-    repository = state_dir("repository", f"{MODEL_REPOSITORY}|{rendered}")
+        return options.model_repository
+    repository = state_dir("repository", f"{options.model_repository}|{rendered}")
     model = repository / MODEL_NAME
     model.mkdir(exist_ok=True)
     (model / "config.pbtxt").write_text(rendered)
     version = model / "1"
     if not version.is_symlink():
-        version.symlink_to(MODEL_REPOSITORY / MODEL_NAME / "1")
+        version.symlink_to(options.model_repository / MODEL_NAME / "1")
     return repository
 
 
@@ -189,6 +211,10 @@ def build_command(options: ServeOptions) -> tuple[list[str], dict[str, str]]:
         # Otherwise the stub starts twice at load time.
         "--disable-auto-complete-config",
         "--strict-readiness=true",
+        # A model that fails to load leaves the server up and not ready, its log
+        # naming the path and the cause, instead of an exit a restart policy
+        # would repeat forever.
+        "--exit-on-error=false",
         f"--exit-timeout-secs={options.exit_timeout}",
         *auth_args(options.api_key),
     ]
@@ -224,7 +250,11 @@ def parse_args(argv: list[str] | None = None) -> ServeOptions:
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (the Docker image uses 0.0.0.0)")
+    parser.add_argument("--model-repository", default=env.get("SOW_QWEN3_MODEL_REPOSITORY") or None,
+                        help="folder holding qwen3_aligner/ (env SOW_QWEN3_MODEL_REPOSITORY; "
+                             "default: the source checkout's model_repository/)")
+    parser.add_argument("--host", default=env.get("SOW_QWEN3_HOST") or "127.0.0.1",
+                        help="address to bind (env SOW_QWEN3_HOST; the Docker image uses 0.0.0.0)")
     parser.add_argument("--api-key", default=env.get("SOW_QWEN3_API_KEY", ""),
                         help=f"require header 'api-key: KEY' for inference (env SOW_QWEN3_API_KEY; '{AUTH_OFF}' = off)")
     parser.add_argument("--require-api-key", action="store_true",
@@ -236,10 +266,13 @@ def parse_args(argv: list[str] | None = None) -> ServeOptions:
     parser.add_argument("--exit-timeout", type=int, default=_env_int("SOW_QWEN3_EXIT_TIMEOUT") or 30,
                         help="seconds in-flight requests get to finish after SIGTERM (env SOW_QWEN3_EXIT_TIMEOUT)")
     parser.add_argument("--id", dest="server_id", default="sow-qwen3", help="server id reported by GET /v2")
-    parser.add_argument("--max-audio-seconds", type=float,
-                        default=float(env.get("SOW_QWEN3_MAX_AUDIO_SECONDS") or config_parameter("max_audio_seconds")),
-                        help="the model's audio limit (env SOW_QWEN3_MAX_AUDIO_SECONDS); sizes the HTTP body limit")
+    parser.add_argument("--max-audio-seconds", type=float, default=None,
+                        help="the model's audio limit (env SOW_QWEN3_MAX_AUDIO_SECONDS, else config.pbtxt's); "
+                             "sizes the HTTP body limit")
     args = parser.parse_args(args_in)
+    args.model_repository = find_model_repository(args.model_repository)
+    if args.max_audio_seconds is None:
+        args.max_audio_seconds = max_audio_seconds(args.model_repository)
     if args.require_api_key and not args.api_key:
         parser.error(f"no API key: set SOW_QWEN3_API_KEY (or --api-key), or '{AUTH_OFF}' to run without auth")
     for name in ("instance_count", "max_queue_size"):
@@ -249,6 +282,11 @@ def parse_args(argv: list[str] | None = None) -> ServeOptions:
     options = vars(args)
     options.pop("require_api_key")
     return ServeOptions(**options, extra_args=extra)
+
+
+def max_audio_seconds(repository: Path) -> float:
+    """The model's audio limit: SOW_QWEN3_MAX_AUDIO_SECONDS, else the repository's config.pbtxt."""
+    return float(os.environ.get("SOW_QWEN3_MAX_AUDIO_SECONDS") or config_parameter(repository, "max_audio_seconds"))
 
 
 def _env_int(name: str) -> int | None:
