@@ -28,7 +28,7 @@ from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
 from .line_timing import LineTimes, clamp, line_times  # noqa: E402
 from .settings import (  # noqa: E402
-    Settings, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
+    Settings, cgroup_memory_limit, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
 )
 from .timestamps import fix_timestamp  # noqa: E402
 from .validation import SAMPLE_RATE  # noqa: E402
@@ -62,11 +62,20 @@ class Alignment:
 
 
 def check_model_dir(path: Path) -> None:
-    """Raise ModelLoadError unless ``path`` looks like a Qwen3-ForcedAligner checkpoint."""
-    if not path.exists():
-        raise ModelLoadError(f"model directory {path} does not exist (mount the weights there or set SOW_QWEN3_MODEL_PATH)")
+    """Raise ModelLoadError unless ``path`` looks like a Qwen3-ForcedAligner checkpoint this process can read."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise ModelLoadError(f"model directory {path} does not exist (mount the weights there or set SOW_QWEN3_MODEL_PATH)") from None
+    except PermissionError:  # a folder on the way may not be entered
+        raise ModelLoadError(_unreadable(path)) from None
     if not path.is_dir():
         raise ModelLoadError(f"model path {path} is not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ModelLoadError(_unreadable(path))
+    unreadable = [file for file in sorted(path.iterdir()) if file.is_file() and not os.access(file, os.R_OK)]
+    if unreadable:
+        raise ModelLoadError(_unreadable(unreadable[0]))
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if not ((path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()):
         missing.append("model.safetensors")
@@ -84,6 +93,10 @@ def check_model_dir(path: Path) -> None:
             f"model directory {path}: config.json thinker_config.model_type is {thinker_type!r}, "
             "not a forced aligner (expected 'qwen3_forced_aligner')"
         )
+
+
+def _unreadable(path: Path) -> str:
+    return f"permission denied: {path} is not readable by uid {os.getuid()}"
 
 
 def checkpoint_dtype(path: Path) -> str:
@@ -118,10 +131,9 @@ class AlignmentEngine:
             cuda_available=torch.cuda.is_available(),
             mps_available=torch.backends.mps.is_available(),
         )
+        memory = memory_limit(cgroup_memory_limit(), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
         dtype = resolve_dtype(
-            settings.dtype, device, checkpoint_dtype(path),
-            cpu_has_native_bf16(read_text("/proc/cpuinfo") or ""),
-            memory_limit(read_text("/sys/fs/cgroup/memory.max"), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")),
+            settings.dtype, device, checkpoint_dtype(path), cpu_has_native_bf16(read_text("/proc/cpuinfo") or ""), memory,
         )
         try:
             aligner = Qwen3ForcedAligner.from_pretrained(
@@ -138,7 +150,8 @@ class AlignmentEngine:
             enable_windowed_attention(aligner.model)
         engine = cls(aligner, settings)
         engine.self_check()
-        log.info("loaded %s on %s as %s (encoder attention: %s)", path, device, dtype, settings.encoder_attention)
+        log.info("loaded %s on %s as %s (encoder attention: %s, memory limit %.1f GiB)",
+                 path, device, dtype, settings.encoder_attention, memory / 1024**3)
         return engine
 
     @property
