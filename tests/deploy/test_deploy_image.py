@@ -111,7 +111,8 @@ def test_the_proxy_refuses_a_body_over_the_default_cap(stack):
 
 def test_every_process_of_both_services_runs_as_uid_10001(stack):
     for service, expected in (("aligner", {"tritonserver", "triton_python_b"}), ("proxy", {"nginx"})):
-        rows = [line.split(None, 1) for line in docker("top", stack.container(service), "-o", "uid,comm").stdout.splitlines()[1:]]
+        table = docker("top", stack.container(service), "-o", "pid,uid,comm").stdout.splitlines()[1:]
+        rows = [line.split(None, 2)[1:] for line in table]
         assert rows and all(uid == UID for uid, _ in rows), (service, rows)
         assert expected <= {command.strip() for _, command in rows}, (service, rows)
 

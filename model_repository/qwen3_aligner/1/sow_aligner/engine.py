@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from qwen_asr import Qwen3ForcedAligner  # noqa: E402
 from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
 
+from .access import permission_problem  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
 from .line_timing import LineTimes, clamp, line_times  # noqa: E402
@@ -63,19 +64,13 @@ class Alignment:
 
 def check_model_dir(path: Path) -> None:
     """Raise ModelLoadError unless ``path`` looks like a Qwen3-ForcedAligner checkpoint this process can read."""
-    try:
-        path.stat()
-    except FileNotFoundError:
-        raise ModelLoadError(f"model directory {path} does not exist (mount the weights there or set SOW_QWEN3_MODEL_PATH)") from None
-    except PermissionError:  # a folder on the way may not be entered
-        raise ModelLoadError(_unreadable(path)) from None
+    problem = permission_problem(path)
+    if problem:
+        raise ModelLoadError(problem)
+    if not path.exists():
+        raise ModelLoadError(f"model directory {path} does not exist (mount the weights there or set SOW_QWEN3_MODEL_PATH)")
     if not path.is_dir():
         raise ModelLoadError(f"model path {path} is not a directory")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise ModelLoadError(_unreadable(path))
-    unreadable = [file for file in sorted(path.iterdir()) if file.is_file() and not os.access(file, os.R_OK)]
-    if unreadable:
-        raise ModelLoadError(_unreadable(unreadable[0]))
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if not ((path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()):
         missing.append("model.safetensors")
@@ -93,10 +88,6 @@ def check_model_dir(path: Path) -> None:
             f"model directory {path}: config.json thinker_config.model_type is {thinker_type!r}, "
             "not a forced aligner (expected 'qwen3_forced_aligner')"
         )
-
-
-def _unreadable(path: Path) -> str:
-    return f"permission denied: {path} is not readable by uid {os.getuid()}"
 
 
 def checkpoint_dtype(path: Path) -> str:
