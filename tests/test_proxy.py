@@ -70,26 +70,26 @@ def wait_for_count(server, expected: int, timeout: float = 15.0) -> int:
 
 
 def test_health_metrics_and_alignment_pass_through_over_http_and_grpc(keyed_triton, capped_proxy):
-    base = f"http://{capped_proxy.http_url}"
+    base = f"http://{capped_proxy.url('http')}"
     assert http_status(f"{base}/v2/health/ready") == 200
     assert http_status(f"{base}/v2/models/{MODEL}/ready") == 200
-    grpc = grpcclient.InferenceServerClient(capped_proxy.grpc_url)
+    grpc = grpcclient.InferenceServerClient(capped_proxy.url("grpc"))
     try:
         assert grpc.is_server_ready() and grpc.is_model_ready(MODEL)
     finally:
         grpc.close()
-    with urllib.request.urlopen(f"http://127.0.0.1:{capped_proxy.metrics_port}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{capped_proxy.ports['metrics']}/metrics", timeout=10) as response:
         assert "sow_qwen3_alignments_total" in response.read().decode()
 
     clip, key = speech(3.0), {"api-key": KEY}
     direct = align_http(keyed_triton.http_url, clip, LYRICS, "Chinese", headers=key)
     assert len(set(direct.start)) == 2  # the tiny model's times vary, so equality below means something
-    assert align_http(capped_proxy.http_url, clip, LYRICS, "Chinese", headers=key) == direct
+    assert align_http(capped_proxy.url("http"), clip, LYRICS, "Chinese", headers=key) == direct
     grpc_key = {"triton-grpc-protocol-api-key": KEY}
-    assert align_grpc(capped_proxy.grpc_url, clip, LYRICS, "Chinese", headers=grpc_key) == direct
+    assert align_grpc(capped_proxy.url("grpc"), clip, LYRICS, "Chinese", headers=grpc_key) == direct
     # Authentication stays Triton's: the proxy passes the refusal through.
     with pytest.raises(InferenceServerException) as refused:
-        align_http(capped_proxy.http_url, clip, LYRICS, "Chinese")
+        align_http(capped_proxy.url("http"), clip, LYRICS, "Chinese")
     assert refused.value.status() == "403"
 
 
@@ -98,7 +98,7 @@ def test_an_oversized_body_is_refused_before_it_reaches_triton(keyed_triton, cap
     assert big.nbytes > CAP > small.nbytes
     before = wait_for_count(keyed_triton, 0)
 
-    http = httpclient.InferenceServerClient(capped_proxy.http_url, network_timeout=60)
+    http = httpclient.InferenceServerClient(capped_proxy.url("http"), network_timeout=60)
     try:
         with pytest.raises(InferenceServerException) as over_http:
             http.infer(MODEL, build_inputs(httpclient, big, LYRICS), headers=key)
@@ -107,7 +107,7 @@ def test_an_oversized_body_is_refused_before_it_reaches_triton(keyed_triton, cap
     assert over_http.value.status() == "413"
     assert over_http.value.message() == proxy.too_large_message(CAP)
 
-    grpc = grpcclient.InferenceServerClient(capped_proxy.grpc_url)
+    grpc = grpcclient.InferenceServerClient(capped_proxy.url("grpc"))
     try:
         with pytest.raises(InferenceServerException) as over_grpc:
             grpc.infer(MODEL, build_inputs(grpcclient, big, LYRICS), headers={"triton-grpc-protocol-api-key": KEY})
@@ -117,7 +117,7 @@ def test_an_oversized_body_is_refused_before_it_reaches_triton(keyed_triton, cap
     assert proxy.too_large_message(CAP) in over_grpc.value.message()
 
     # One request that passes: the count moves by exactly that one, not by the two refused ones.
-    align_http(capped_proxy.http_url, small, LYRICS, headers=key)
+    align_http(capped_proxy.url("http"), small, LYRICS, headers=key)
     assert wait_for_count(keyed_triton, before + 1) == before + 1
     # The same big request sent to Triton directly does reach the model (the refusal was the proxy's).
     align_http(keyed_triton.http_url, big, LYRICS, headers=key)
@@ -130,11 +130,11 @@ def test_the_default_cap_admits_a_clip_at_the_audio_limit_and_refuses_more(keyed
         limit = max_input_bytes(300)
         assert f"body cap {limit} bytes" in running.log()
         key = {"api-key": KEY}
-        lines = align_http(running.http_url, np.tile(speech(20.0), 15), LYRICS, headers=key)
+        lines = align_http(running.url("http"), np.tile(speech(20.0), 15), LYRICS, headers=key)
         assert lines.text == LYRICS.splitlines()
         # 20 s more audio than the model takes (1.28 MB) is over the cap: the proxy answers, not the model (400).
         with pytest.raises(InferenceServerException) as over:
-            align_http(running.http_url, np.tile(speech(20.0), 16), LYRICS, headers=key)
+            align_http(running.url("http"), np.tile(speech(20.0), 16), LYRICS, headers=key)
         assert over.value.status() == "413"
     finally:
         assert running.stop() == 0, running.log()[-3000:]
@@ -145,7 +145,7 @@ def test_the_cli_reports_a_refused_body_as_bad_input(capped_proxy, tmp_path, pro
     song = write_clip(tmp_path / "song.wav", speech(10.0))
     lyrics = tmp_path / "lyrics.txt"
     lyrics.write_text(LYRICS, encoding="utf-8")
-    url = capped_proxy.http_url if protocol == "http" else capped_proxy.grpc_url
+    url = capped_proxy.url(protocol)
     env = {name: value for name, value in os.environ.items() if not name.startswith("SOW_QWEN3_")}
     done = subprocess.run([SOW_QWEN3, "align", str(song), str(lyrics), "--url", url, "--protocol", protocol,
                            "--api-key", KEY], env=env, capture_output=True, text=True, timeout=120)
@@ -168,11 +168,11 @@ def test_tls_on_every_listener_with_a_certificate_and_key(keyed_triton, server_l
                           env={"SOW_QWEN3_TLS_CERT": str(cert), "SOW_QWEN3_TLS_KEY": str(key)})
     try:
         trusted = ssl.create_default_context(cafile=str(cert))
-        for port, path in ((running.http_port, "/v2/health/ready"), (running.metrics_port, "/metrics")):
+        for port, path in ((running.ports["http"], "/v2/health/ready"), (running.ports["metrics"], "/metrics")):
             with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=trusted, timeout=10) as response:
                 assert response.status == 200
-        assert http_status(f"http://{running.http_url}/v2/health/ready") == 400  # plain HTTP to a TLS port
-        grpc = grpcclient.InferenceServerClient(running.grpc_url, ssl=True, root_certificates=str(cert))
+        assert http_status(f"http://{running.url('http')}/v2/health/ready") == 400  # plain HTTP to a TLS port
+        grpc = grpcclient.InferenceServerClient(running.url("grpc"), ssl=True, root_certificates=str(cert))
         try:
             result = grpc.infer(MODEL, build_inputs(grpcclient, speech(3.0), LYRICS),
                                 headers={"triton-grpc-protocol-api-key": KEY})

@@ -75,6 +75,14 @@ def stack(image: str, readable_checkpoint: Path):
         compose.down()
 
 
+def test_the_image_runs_the_installed_package_and_refuses_to_start_without_a_key(image):
+    installed = docker("run", "--rm", "--entrypoint", "python", image, "-c",
+                       "import sow_qwen3_server.launcher as launcher; print(launcher.__file__)").stdout.strip()
+    assert installed.startswith("/opt/venv/lib/") and installed.endswith("/site-packages/sow_qwen3_server/launcher.py")
+    refused = docker("run", "--rm", image, check=False)
+    assert refused.returncode == 2 and "no API key" in refused.stderr, refused.stderr[-2000:]
+
+
 def test_both_services_are_healthy_and_only_the_proxy_is_published(stack):
     for service in ("aligner", "proxy"):
         state = stack.inspect(service)["State"]

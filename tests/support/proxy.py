@@ -20,18 +20,12 @@ class RunningProxy:
     """nginx started by ``start_proxy`` (the console script execs it, so the PID is nginx's master)."""
 
     process: subprocess.Popen
-    http_port: int
-    grpc_port: int
-    metrics_port: int
+    ports: dict[str, int]  # "http", "grpc", "metrics" -> loopback port
     log_path: Path
 
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+    def url(self, listener: str) -> str:
+        """host:port of the "http", "grpc" or "metrics" listener."""
+        return f"127.0.0.1:{self.ports[listener]}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -66,7 +60,7 @@ def start_proxy(server: RunningServer, log_dir: Path, env: dict[str, str] | None
     log_path = Path(log_dir) / f"proxy-{http_port}.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env={**child_env, **(env or {})})
-    proxy = RunningProxy(process, http_port, grpc_port, metrics_port, log_path)
+    proxy = RunningProxy(process, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
