@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${SOW_QWEN3_VENV:-.venv}
-stamp_of() { cat requirements/*.txt client/pyproject.toml | sha256sum | cut -d' ' -f1; }
+stamp_of() { cat requirements/*.txt client/pyproject.toml server/pyproject.toml | sha256sum | cut -d' ' -f1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV with $($PYTHON --version)" >&2
@@ -18,4 +18,21 @@ if [ "$(cat "$VENV/.sow-qwen3-stamp" 2>/dev/null)" != "$(stamp_of)" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
   stamp_of > "$VENV/.sow-qwen3-stamp"
+fi
+# nginx (the front proxy, server/src/sow_qwen3_server/proxy.py) from Debian: 1.22 in
+# bookworm has the http2 and grpc modules the proxy needs (nginx-light is enough).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing nginx-light from Debian" >&2
+    # Only the binary is wanted: keep the package from starting a system nginx on port 80.
+    no_start=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && no_start=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+    if [ -n "$no_start" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  else
+    echo "bootstrap: nginx is missing and cannot be installed here; install Debian's nginx-light (the proxy tests need it)" >&2
+  fi
 fi

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -239,7 +240,21 @@ def write_checkpoint(out_dir: Path, preset_name: str = "tiny", dtype: str = "flo
     patch_config(out_dir)
     for stray in ("generation_config.json",):
         (out_dir / stray).unlink(missing_ok=True)
+    honour_umask(out_dir)
     return out_dir
+
+
+def honour_umask(out_dir: Path) -> None:
+    """Give every file the mode the umask allows, as any newly created file gets.
+
+    safetensors writes the weights through a private temporary file (mode
+    0600), which a container's non-root user could not read.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in out_dir.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
 
 
 def main(argv: list[str] | None = None) -> int:

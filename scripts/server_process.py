@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from triton_supervisor import WATCHING
+from sow_qwen3_server.supervisor import WATCHING
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE = REPO / "scripts" / "serve.py"

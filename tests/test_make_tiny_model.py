@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 
 import numpy as np
 import torch
@@ -51,3 +53,14 @@ def test_aligns_chinese_and_english_informatively(reference_aligner):
     same = reference_aligner.align((clip, 16000), "奇异恩典 何等甘甜 我罪已得赦免", "Chinese")[0]
     assert [i.start_time for i in other] != [i.start_time for i in same]
     assert np.all(np.diff([i.start_time for i in same]) >= 0)
+
+
+def test_files_honour_the_umask(tmp_path):
+    """A checkpoint made by root must be readable by the container's uid 10001 (umask 022 -> 0644)."""
+    previous = os.umask(0o022)
+    try:
+        again = write_checkpoint(tmp_path / "readable", "tiny")
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in again.iterdir()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o644}, {k: oct(v) for k, v in modes.items()}

@@ -2,8 +2,13 @@
 and a failure inside inference is a 500 logged at ERROR with its traceback."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import tritonclient.http as httpclient
@@ -35,7 +40,8 @@ BROKEN = {
 def test_broken_model_dir_leaves_server_live_but_not_ready(tiny_model_dir, server_logs, tmp_path, case):
     breakage, problem = BROKEN[case]
     model_dir = broken_copy(tiny_model_dir, tmp_path, breakage)
-    server = start_server(model_dir, server_logs, wait_ready=False, triton_args=("--exit-on-error=false",))
+    # No --exit-on-error=false here: serve.py passes it, so a failed load never ends the server.
+    server = start_server(model_dir, server_logs, wait_ready=False)
     try:
         base = f"http://{server.http_url}"
         # Triton opens its endpoints only after the model load has been tried.
@@ -66,3 +72,40 @@ def test_inference_failure_is_500_and_logged_with_traceback(tiny_model_dir, serv
         assert "engine.py" in log and server.is_ready()
     finally:
         assert_clean_stop(server)
+
+
+# Checked as an unprivileged uid: root reads every file whatever its mode.
+CHECK_AS_NOBODY = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])  # the sow_aligner folder: access.py needs nothing else
+from access import permission_problem
+if os.geteuid() == 0:
+    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+print(permission_problem(Path(sys.argv[2])))
+"""
+SOW_ALIGNER = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "1" / "sow_aligner"
+
+
+@pytest.mark.parametrize("locked", ["folder", "weights", "parent", "none"])
+def test_unreadable_checkpoint_is_reported_as_permission_denied(tiny_model_dir, locked):
+    uid = 65534 if os.geteuid() == 0 else os.geteuid()
+    base = Path(tempfile.mkdtemp(prefix="sow-qwen3-perm-"))
+    try:
+        parent = base / "mount"
+        model = parent / "model"
+        shutil.copytree(tiny_model_dir, model)
+        for folder in (base, parent, model):
+            folder.chmod(0o755)
+        for file in model.iterdir():
+            file.chmod(0o644)
+        target = {"folder": model, "weights": model / "model.safetensors", "parent": parent, "none": None}[locked]
+        if target is not None:
+            target.chmod(0o700 if target.is_dir() else 0o600)
+        done = subprocess.run([sys.executable, "-c", CHECK_AS_NOBODY, str(SOW_ALIGNER), str(model)],
+                              capture_output=True, text=True, timeout=60)
+        reported = {"parent": model}.get(locked, target)
+        expected = "None" if target is None else f"permission denied: {reported} is not readable by uid {uid}"
+        assert done.stdout.strip() == expected, done.stderr[-2000:]
+    finally:
+        shutil.rmtree(base)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import serve
+from sow_qwen3_server import launcher as serve
 
 
 def options(**overrides) -> serve.ServeOptions:
@@ -25,13 +25,39 @@ def test_command_binds_ports_and_uses_the_wheel_backend():
     assert Path(argv[0]).name == "tritonserver" and os.access(argv[0], os.X_OK)
     assert (flag(argv, "http-port"), flag(argv, "grpc-port"), flag(argv, "metrics-port")) == ("1", "2", "3")
     assert flag(argv, "http-address") == flag(argv, "grpc-address") == flag(argv, "metrics-address") == "0.0.0.0"
-    assert flag(argv, "model-repository") == str(serve.MODEL_REPOSITORY)
+    assert flag(argv, "model-repository") == str(serve.CHECKOUT_REPOSITORY)
     backend = Path(flag(argv, "backend-directory")) / "python"
     assert (backend / "triton_python_backend_stub").resolve().exists()
     assert (backend / "libtriton_python.so").resolve().exists()
     assert "--disable-auto-complete-config" in argv
+    # A model that fails to load leaves the server up and not ready (tests/test_model_loading.py).
+    assert flag(argv, "exit-on-error") == "false" and flag(argv, "strict-readiness") == "true"
     assert env["SOW_QWEN3_MODEL_PATH"] == "/m"
     assert env["PATH"].split(os.pathsep)[0] == str(Path(os.sys.executable).parent)
+
+
+def test_host_and_model_repository_come_from_the_environment(monkeypatch, tmp_path):
+    repository = tmp_path / "repository"
+    (repository / serve.MODEL_NAME).mkdir(parents=True)
+    config = (serve.CHECKOUT_REPOSITORY / serve.MODEL_NAME / "config.pbtxt").read_text()
+    (repository / serve.MODEL_NAME / "config.pbtxt").write_text(config.replace('"300"', '"120"'))
+    monkeypatch.setenv("SOW_QWEN3_HOST", "127.0.0.2")
+    monkeypatch.setenv("SOW_QWEN3_MODEL_REPOSITORY", str(repository))
+    monkeypatch.delenv("SOW_QWEN3_MAX_AUDIO_SECONDS", raising=False)
+    parsed = serve.parse_args(["--model-dir", "/m"])
+    argv, _ = serve.build_command(parsed)
+    assert flag(argv, "http-address") == "127.0.0.2"
+    assert flag(argv, "model-repository") == str(repository)
+    assert parsed.max_audio_seconds == 120  # read from that repository's config.pbtxt
+    assert serve.parse_args(["--host", "::1"]).host == "::1"
+
+
+def test_a_missing_model_repository_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("SOW_QWEN3_MODEL_REPOSITORY", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        serve.parse_args([])
+    message = str(exit_info.value.code)
+    assert str(tmp_path) in message and "SOW_QWEN3_MODEL_REPOSITORY" in message and "qwen3_aligner" in message
 
 
 def test_api_key_restricts_inference_and_repository_over_both_protocols(monkeypatch):
@@ -70,12 +96,12 @@ def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch):
     monkeypatch.setenv("SOW_QWEN3_INSTANCE_KIND", "gpu")
     argv, _ = serve.build_command(serve.parse_args(["--model-dir", "/m"]))
     repository = Path(flag(argv, "model-repository"))
-    assert repository != serve.MODEL_REPOSITORY
+    assert repository != serve.CHECKOUT_REPOSITORY
     config = (repository / serve.MODEL_NAME / "config.pbtxt").read_text()
     assert re.search(r"instance_group\s*\[\s*\{\s*count:\s*3\s+kind:\s*KIND_GPU", config)
     assert re.search(r"max_queue_size:\s*5\b", config)
-    assert (repository / serve.MODEL_NAME / "1").resolve() == (serve.MODEL_REPOSITORY / serve.MODEL_NAME / "1")
-    original = (serve.MODEL_REPOSITORY / serve.MODEL_NAME / "config.pbtxt").read_text()
+    assert (repository / serve.MODEL_NAME / "1").resolve() == (serve.CHECKOUT_REPOSITORY / serve.MODEL_NAME / "1")
+    original = (serve.CHECKOUT_REPOSITORY / serve.MODEL_NAME / "config.pbtxt").read_text()
     assert re.sub(r"count: 3|KIND_GPU|max_queue_size: 5", "", config) == re.sub(
         r"count: 1|KIND_CPU|max_queue_size: 32", "", original)
 

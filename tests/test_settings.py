@@ -107,15 +107,40 @@ def test_native_bf16_detection():
     assert not settings.cpu_has_native_bf16("")
 
 
-@pytest.mark.parametrize("cpu_max,usable,instances,expected", [
-    (None, 8, 1, 8), ("max 100000", 8, 2, 4), ("400000 100000", 16, 1, 4),
-    ("400000 100000", 16, 3, 1), ("150000 100000", 2, 1, 1), (None, 2, 4, 1),
+@pytest.mark.parametrize("cpu_limit,usable,instances,expected", [
+    (None, 8, 1, 8), (None, 8, 2, 4), (4.0, 16, 1, 4), (4.0, 16, 3, 1), (1.5, 2, 1, 1), (None, 2, 4, 1),
 ])
-def test_cpu_share(cpu_max, usable, instances, expected):
-    assert settings.cpu_share(cpu_max, usable, instances) == expected
+def test_cpu_share(cpu_limit, usable, instances, expected):
+    assert settings.cpu_share(cpu_limit, usable, instances) == expected
 
 
 def test_memory_limit():
-    assert settings.memory_limit("8589934592\n", 24 * GIB) == 8 * GIB
-    assert settings.memory_limit("max\n", 24 * GIB) == 24 * GIB
+    assert settings.memory_limit(8 * GIB, 24 * GIB) == 8 * GIB
+    assert settings.memory_limit(9223372036854771712, 24 * GIB) == 24 * GIB  # cgroup v1 "no limit"
     assert settings.memory_limit(None, 24 * GIB) == 24 * GIB
+
+
+def cgroup(root: Path, files: dict[str, str]) -> Path:
+    """A cgroup filesystem stand-in: ``files`` (relative path -> text) under ``root``."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("files,memory,cpus", [
+    ({"memory.max": "8589934592\n", "cpu.max": "200000 100000\n"}, 8 * GIB, 2.0),
+    ({"memory.max": "max\n", "cpu.max": "max 100000\n"}, None, None),
+    ({"memory.max": "4294967296\n", "cpu.max": "150000 100000\n",  # v2 wins over a stray v1 tree
+      "memory/memory.limit_in_bytes": "1024\n", "cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"},
+     4 * GIB, 1.5),
+    ({"memory/memory.limit_in_bytes": "8589934592\n", "cpu/cpu.cfs_quota_us": "100000\n",
+      "cpu/cpu.cfs_period_us": "100000\n"}, 8 * GIB, 1.0),
+    ({"memory/memory.limit_in_bytes": "9223372036854771712\n", "cpu/cpu.cfs_quota_us": "-1\n",
+      "cpu/cpu.cfs_period_us": "100000\n"}, 9223372036854771712, None),
+    ({}, None, None),
+], ids=["v2", "v2-unlimited", "v2-first", "v1", "v1-unlimited", "none"])
+def test_cgroup_limits_from_v1_and_v2(tmp_path, files, memory, cpus):
+    root = cgroup(tmp_path, files)
+    assert settings.cgroup_memory_limit(root) == memory
+    assert settings.cgroup_cpu_limit(root) == cpus

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from triton_supervisor import STUB_COMM, ProcessState, StubWatch, children, read_stat
+from sow_qwen3_server.supervisor import STUB_COMM, ProcessState, StubWatch, children, read_stat
 
 
 def stub(pid: int, state: str = "S") -> ProcessState:

@@ -222,6 +222,8 @@ def classify(exc: Exception) -> AlignError:
     message = exc.message() or str(exc)
     status = str(exc.status() or "")
     lowered = message.lower()
+    if status in ("413", "StatusCode.RESOURCE_EXHAUSTED"):  # over the proxy's request-size cap
+        return BadInputError(message)
     if "restricted" in lowered or "api-key" in lowered or status in ("401", "403"):
         return AuthError(f"the server refused the API key: {message}")
     if "queue" in lowered or "not ready" in lowered or "unknown model" in lowered or "unavailable" in lowered \

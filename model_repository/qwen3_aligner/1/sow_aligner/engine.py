@@ -24,11 +24,12 @@ import torch  # noqa: E402
 from qwen_asr import Qwen3ForcedAligner  # noqa: E402
 from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
 
+from .access import permission_problem  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
 from .line_timing import LineTimes, clamp, line_times  # noqa: E402
 from .settings import (  # noqa: E402
-    Settings, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
+    Settings, cgroup_memory_limit, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
 )
 from .timestamps import fix_timestamp  # noqa: E402
 from .validation import SAMPLE_RATE  # noqa: E402
@@ -62,7 +63,10 @@ class Alignment:
 
 
 def check_model_dir(path: Path) -> None:
-    """Raise ModelLoadError unless ``path`` looks like a Qwen3-ForcedAligner checkpoint."""
+    """Raise ModelLoadError unless ``path`` looks like a Qwen3-ForcedAligner checkpoint this process can read."""
+    problem = permission_problem(path)
+    if problem:
+        raise ModelLoadError(problem)
     if not path.exists():
         raise ModelLoadError(f"model directory {path} does not exist (mount the weights there or set SOW_QWEN3_MODEL_PATH)")
     if not path.is_dir():
@@ -118,10 +122,9 @@ class AlignmentEngine:
             cuda_available=torch.cuda.is_available(),
             mps_available=torch.backends.mps.is_available(),
         )
+        memory = memory_limit(cgroup_memory_limit(), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
         dtype = resolve_dtype(
-            settings.dtype, device, checkpoint_dtype(path),
-            cpu_has_native_bf16(read_text("/proc/cpuinfo") or ""),
-            memory_limit(read_text("/sys/fs/cgroup/memory.max"), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")),
+            settings.dtype, device, checkpoint_dtype(path), cpu_has_native_bf16(read_text("/proc/cpuinfo") or ""), memory,
         )
         try:
             aligner = Qwen3ForcedAligner.from_pretrained(
@@ -138,7 +141,8 @@ class AlignmentEngine:
             enable_windowed_attention(aligner.model)
         engine = cls(aligner, settings)
         engine.self_check()
-        log.info("loaded %s on %s as %s (encoder attention: %s)", path, device, dtype, settings.encoder_attention)
+        log.info("loaded %s on %s as %s (encoder attention: %s, memory limit %.1f GiB)",
+                 path, device, dtype, settings.encoder_attention, memory / 1024**3)
         return engine
 
     @property

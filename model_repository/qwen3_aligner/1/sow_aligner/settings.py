@@ -24,6 +24,7 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ENCODER_ATTENTION = ("windowed", "full")
 FLOAT32_MIN_MEMORY = 12 * 1024**3
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 class SettingsError(ValueError):
@@ -144,12 +145,40 @@ def resolve_dtype(
     return "float32" if enough else "bfloat16"
 
 
-def memory_limit(cgroup_memory_max: str | None, physical_bytes: int) -> int:
-    """Bytes this process may use: the cgroup v2 ``memory.max`` limit if any, else physical memory."""
-    text = (cgroup_memory_max or "").strip()
-    if text.isdigit():
-        return min(int(text), physical_bytes)
-    return physical_bytes
+def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
+    """This cgroup's memory limit in bytes, or None when there is none or it cannot be read.
+
+    cgroup v2: ``memory.max`` ("max" = none); cgroup v1:
+    ``memory/memory.limit_in_bytes`` (no limit reads as a huge number, which
+    ``memory_limit`` caps at physical memory).
+    """
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        text = (read_text(str(root / name)) or "").strip()
+        if text:
+            return int(text) if text.isdigit() else None
+    return None
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """This cgroup's CPU quota in CPUs (quota / period), or None when there is none or it cannot be read.
+
+    cgroup v2: ``cpu.max`` ("QUOTA PERIOD", QUOTA "max" = none); cgroup v1:
+    ``cpu/cpu.cfs_quota_us`` (-1 = none) over ``cpu/cpu.cfs_period_us``.
+    """
+    v2 = read_text(str(root / "cpu.max"))
+    if v2:
+        quota, _, period = v2.strip().partition(" ")
+    else:
+        quota = (read_text(str(root / "cpu" / "cpu.cfs_quota_us")) or "").strip()
+        period = (read_text(str(root / "cpu" / "cpu.cfs_period_us")) or "").strip()
+    if quota.isdigit() and period.isdigit() and int(quota) > 0 and int(period) > 0:
+        return int(quota) / int(period)
+    return None
+
+
+def memory_limit(cgroup_limit: int | None, physical_bytes: int) -> int:
+    """Bytes this process may use: the cgroup limit if any and below physical memory, else physical memory."""
+    return physical_bytes if cgroup_limit is None else min(cgroup_limit, physical_bytes)
 
 
 def cpu_has_native_bf16(cpuinfo: str) -> bool:
@@ -161,18 +190,14 @@ def cpu_has_native_bf16(cpuinfo: str) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def cpu_share(cgroup_cpu_max: str | None, usable_cpus: int, instance_count: int) -> int:
+def cpu_share(cpu_limit: float | None, usable_cpus: int, instance_count: int) -> int:
     """Torch threads for one of ``instance_count`` instances on this machine.
 
-    The CPUs are the usable ones (affinity), capped by a cgroup v2 quota
-    (``cpu.max`` text such as "400000 100000"; "max ..." means none), shared
-    evenly between instances, at least one each.
+    The CPUs are the usable ones (affinity), capped by the cgroup quota
+    ``cpu_limit`` (in CPUs, None = none), shared evenly between instances,
+    at least one each.
     """
-    cpus = float(usable_cpus)
-    if cgroup_cpu_max:
-        quota, _, period = cgroup_cpu_max.strip().partition(" ")
-        if quota != "max" and period:
-            cpus = min(cpus, int(quota) / int(period))
+    cpus = float(usable_cpus) if cpu_limit is None else min(float(usable_cpus), cpu_limit)
     return max(1, int(cpus // max(1, instance_count)))
 
 
@@ -188,4 +213,4 @@ def torch_threads_for(settings: Settings, instance_count: int) -> int:
     """The thread count to give torch: the setting, else this instance's CPU share."""
     if settings.torch_threads:
         return settings.torch_threads
-    return cpu_share(read_text("/sys/fs/cgroup/cpu.max"), len(os.sched_getaffinity(0)), instance_count)
+    return cpu_share(cgroup_cpu_limit(), len(os.sched_getaffinity(0)), instance_count)
