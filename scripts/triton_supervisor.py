@@ -52,7 +52,7 @@ class ModelEndpoint:
 
     base_url: str  # http://host:port
     name: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
 
     @property
     def ready_url(self) -> str:
