@@ -142,6 +142,7 @@ def recovery(tiny_model_dir, server_logs):
         try:
             wait_for(lambda: RECOVERED in server.log() or server.process.poll() is not None, RELOAD_DEADLINE,
                      "the supervisor reports the model recovered")
+            assert RECOVERED in server.log(), f"no recovery; serve.py exited:\n{server.log()[-3000:]}"
             recovered_at = time.monotonic()
             # Let the probes reach the recovered model: one correct answer sent after the report.
             wait_for(lambda: any(p.lines is not None and p.finished_at - p.seconds > recovered_at for p in probes),
