@@ -96,6 +96,11 @@ def children(pid: int, proc: Path = Path("/proc")) -> list[ProcessState]:
     return found
 
 
+def stubs_of(pid: int) -> list[ProcessState]:
+    """The Python backend stubs among the children of ``pid`` (zombies included)."""
+    return [child for child in children(pid) if child.name == STUB_COMM]
+
+
 def shm_regions(pid: int) -> set[str]:
     """The /dev/shm files process ``pid`` has mapped (the Python backend's shared memory)."""
     try:
@@ -254,8 +259,7 @@ def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_t
             ready_seen = _ready_status(model.ready_url) == 200
             if ready_seen:
                 _say(WATCHING)
-        stubs = [child for child in children(server.pid) if child.name == STUB_COMM]
-        crash = watch.crashed(stubs, ready_seen)
+        crash = watch.crashed(stubs_of(server.pid), ready_seen)
         if crash is not None and _ready_status(model.ready_url) not in (200, None):
             watch.excuse(crash.pid)  # the server says not ready: an unload, not a crash
             crash = None
@@ -272,7 +276,7 @@ def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_t
         if stopping or server.poll() is not None:
             continue  # a stop signal or the server's own exit: the loop collects its status
         if problem is None:
-            watch.restart([child for child in children(server.pid) if child.name == STUB_COMM])
+            watch.restart(stubs_of(server.pid))
             _say(f"model {model.name} recovered: ready again {time.monotonic() - started:.1f} s after "
                  "the dead stub was seen, served by a new stub")
             continue
