@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
