@@ -32,6 +32,8 @@ def test_command_binds_ports_and_uses_the_wheel_backend():
     assert "--disable-auto-complete-config" in argv
     # A model that fails to load leaves the server up and not ready (tests/test_model_loading.py).
     assert flag(argv, "exit-on-error") == "false" and flag(argv, "strict-readiness") == "true"
+    # Explicit model control: the supervisor reloads a crashed model through the repository API.
+    assert flag(argv, "model-control-mode") == "explicit" and flag(argv, "load-model") == serve.MODEL_NAME
     assert env["SOW_QWEN3_MODEL_PATH"] == "/m"
     assert env["PATH"].split(os.pathsep)[0] == str(Path(os.sys.executable).parent)
 
@@ -127,3 +129,19 @@ def test_body_limit_flag_only_where_the_server_has_it():
     has_flag = serve.supports_flag(binary, "--http-max-input-size")
     assert any(arg.startswith("--http-max-input-size=") for arg in argv) == has_flag
     assert serve.supports_flag(binary, "--http-restricted-api")
+
+
+@pytest.mark.parametrize("host, base", [("0.0.0.0", "http://127.0.0.1:9"), ("::", "http://127.0.0.1:9"),
+                                        ("10.1.2.3", "http://10.1.2.3:9"), ("::1", "http://[::1]:9")])
+def test_supervisor_reaches_the_model_over_loopback_or_the_bound_address(host, base):
+    endpoint = serve.model_endpoint(options(host=host, http_port=9))
+    assert endpoint.base_url == base and endpoint.name == serve.MODEL_NAME
+    assert endpoint.ready_url == f"{base}/v2/models/{serve.MODEL_NAME}/ready"
+
+
+@pytest.mark.parametrize("key, headers", [("s3cret", {"api-key": "s3cret"}), ("", {}), ("disabled", {})])
+def test_supervisor_sends_the_api_key_only_when_auth_is_on(key, headers):
+    endpoint = serve.model_endpoint(options(api_key=key))
+    assert endpoint.headers == headers
+    assert endpoint.repository_url("unload").endswith(f"/v2/repository/models/{serve.MODEL_NAME}/unload")
+    assert "s3cret" not in repr(endpoint)

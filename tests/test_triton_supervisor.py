@@ -75,3 +75,14 @@ def test_an_excused_stub_is_not_blamed_again():
     assert watch.crashed([stub(2)], ready_seen=True) is None
     crash = watch.crashed([], ready_seen=True)
     assert crash is not None and crash.pid == 2
+
+
+def test_after_a_reload_only_the_new_stubs_are_watched():
+    """The reload replaces the dead stub: its zombie is not blamed again, the new stub's end is."""
+    watch = StubWatch()
+    assert watch.crashed([stub(1)], ready_seen=True) is None
+    assert watch.crashed([stub(1, "Z")], ready_seen=True) == stub(1, "Z")
+    watch.restart([stub(1, "Z"), stub(2)])
+    assert watch.crashed([stub(1, "Z"), stub(2)], ready_seen=True) is None
+    crash = watch.crashed([stub(1, "Z")], ready_seen=True)
+    assert crash is not None and crash.pid == 2 and crash.state == "gone"

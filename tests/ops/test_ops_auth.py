@@ -1,8 +1,9 @@
 """API key: inference and the model-repository API need it over HTTP and gRPC; health stays open.
 
-The server runs with ``--model-control-mode=explicit`` so that the repository
-API (index, load, unload) is live: the tests show it works WITH the key, so
-that its refusal without the key means something.
+serve.py runs the server with ``--model-control-mode=explicit`` (its supervisor
+reloads a crashed model through it), so the repository API (index, load,
+unload) is live: the tests show it works WITH the key, so that its refusal
+without the key means something.
 
 Triton 2.51 refuses over HTTP with 403 "This API is restricted, expecting
 header 'api-key'"; over gRPC with UNAVAILABLE "This protocol is restricted,
@@ -32,8 +33,7 @@ WRONG_GRPC = [None, {GRPC_HEADER: "wrong"}, {"api-key": KEY}]
 
 @pytest.fixture(scope="module")
 def auth_server(tiny_model_dir, server_logs):
-    server = start_server(tiny_model_dir, server_logs, api_key=KEY,
-                          triton_args=("--model-control-mode=explicit", f"--load-model={MODEL}"))
+    server = start_server(tiny_model_dir, server_logs, api_key=KEY)
     yield server
     server.stop()
     assert server.leftover_processes == [] and server.leftover_shm == []

@@ -226,8 +226,11 @@ def classify(exc: Exception) -> AlignError:
         return BadInputError(message)
     if "restricted" in lowered or "api-key" in lowered or status in ("401", "403"):
         return AuthError(f"the server refused the API key: {message}")
+    # While the server reloads a model whose Python process died, Triton answers 500 / INTERNAL
+    # "Stub process ... is not healthy" and then 404 / NOT_FOUND "unknown model": retry later.
     if "queue" in lowered or "not ready" in lowered or "unknown model" in lowered or "unavailable" in lowered \
-            or status in ("503", "StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"):
+            or "is not healthy" in lowered \
+            or status in ("503", "404", "StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND", "StatusCode.DEADLINE_EXCEEDED"):
         return ServerUnavailableError(f"the aligner service is unavailable: {message}")
     if status in ("400", "StatusCode.INVALID_ARGUMENT"):
         return BadInputError(message)

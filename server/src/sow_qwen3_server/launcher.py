@@ -12,7 +12,9 @@ backend folder made for the running interpreter. The server runs as a child
 under ``supervisor``: SIGTERM/SIGINT are forwarded (the server drains
 in-flight requests for --exit-timeout seconds), the exit status is the
 server's, and a crashed Python backend stub (which Triton 2.51 neither restarts
-nor reports) ends the server with status 1 so a restart policy brings it back.
+nor reports) gets the model reloaded in place (explicit model-control mode);
+only if that fails does the server stop with status 1 so a restart policy
+brings it back.
 A model that fails to load leaves the server up and not ready
 (``--exit-on-error=false``): the log names the path and the cause, and a
 restart could not fix it. Ready means ``GET /v2/health/ready`` returns 200.
@@ -40,7 +42,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .supervisor import supervise
+from .supervisor import ModelEndpoint, supervise
 
 # server/src/sow_qwen3_server/launcher.py -> the checkout's model_repository/ (editable install only).
 CHECKOUT_REPOSITORY = Path(__file__).resolve().parents[3] / "model_repository"
@@ -215,6 +217,8 @@ def build_command(options: ServeOptions) -> tuple[list[str], dict[str, str]]:
         # naming the path and the cause, instead of an exit a restart policy
         # would repeat forever.
         "--exit-on-error=false",
+        # The supervisor reloads the model after a stub crash through the repository API.
+        "--model-control-mode=explicit", f"--load-model={MODEL_NAME}",
         f"--exit-timeout-secs={options.exit_timeout}",
         *auth_args(options.api_key),
     ]
@@ -299,18 +303,19 @@ def _env_int(name: str) -> int | None:
         raise SystemExit(f"serve.py: {name}={value!r} is not a whole number") from None
 
 
-def ready_url(options: ServeOptions) -> str:
-    """Where the supervisor asks whether the model is ready (loopback when bound to all addresses)."""
+def model_endpoint(options: ServeOptions) -> ModelEndpoint:
+    """Where the supervisor asks whether the model is ready and reloads it (loopback when bound to all addresses)."""
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{options.http_port}/v2/models/{MODEL_NAME}/ready"
+    api_key = "" if options.api_key == AUTH_OFF else options.api_key
+    return ModelEndpoint(f"http://{host}:{options.http_port}", MODEL_NAME, api_key)
 
 
 def main() -> None:
     options = parse_args()
     argv, env = build_command(options)
-    sys.exit(supervise(argv, env, ready_url(options), options.exit_timeout))
+    sys.exit(supervise(argv, env, model_endpoint(options), options.exit_timeout))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""Run tritonserver as a child process and end it when a Python backend stub dies.
+"""Run tritonserver as a child process and bring its model back when a Python backend stub dies.
 
 Triton 2.51 neither restarts a crashed stub (an OOM kill, a segfault) nor stops
 reporting ready: every later request fails with "Stub process ... is not
-healthy". ``supervise`` turns that state into an exit with status 1, so a
-restart policy (Docker's ``restart: unless-stopped``, systemd, Kubernetes)
-brings the service back. It also forwards SIGTERM/SIGINT/SIGHUP to the server,
-makes the server get SIGTERM if this process dies, and removes the server's
-/dev/shm regions if the server does not (it leaves them when it is killed).
-Linux only, like tritonserver.
+healthy". ``supervise`` reloads the model in place through Triton's repository
+API (unload, then load: explicit model-control mode), which starts a fresh
+stub while the server keeps running. Only when that reload fails, or the model
+is not ready again within ``RELOAD_TIMEOUT`` seconds, does it stop the server
+and exit with status 1, so a restart policy (Docker's ``restart:
+unless-stopped``, systemd, Kubernetes) brings the service back. It also
+forwards SIGTERM/SIGINT/SIGHUP to the server, makes the server get SIGTERM if
+this process dies, and removes the server's /dev/shm regions if the server
+does not (it leaves them when it is killed). Linux only, like tritonserver.
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +31,40 @@ POLL_SECONDS = 1.0
 CRASH_STATUS = 1
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
-WATCHING = "the model is ready; from now on a Python backend stub that dies stops the server"
+WATCHING = "the model is ready; from now on a Python backend stub that dies gets the model reloaded"
+# Seconds a reload (unload + load) may take before the server is stopped instead:
+# as long as compose's start_period gives the first load (a loaded 2-core host needed 57 s).
+RELOAD_TIMEOUT = 180.0
+READY_POLL_SECONDS = 0.1
+# Seconds between seeing a dead stub and unloading its model. Triton 2.51 fails each request
+# held by a dead stub after about a second of health checks, but a request still held when the
+# unload starts gets its error only when the reload ends (measured: 30-60 s on 2 busy cores).
+DRAIN_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """The served model on Triton's HTTP API: where to ask whether it is ready and how to reload it.
+
+    ``api_key`` ("" when auth is off) goes in the ``api-key`` header of the
+    repository calls, which serve.py restricts; it never appears in a message.
+    """
+
+    base_url: str  # http://host:port
+    name: str
+    api_key: str = field(default="", repr=False)
+
+    @property
+    def ready_url(self) -> str:
+        return f"{self.base_url}/v2/models/{self.name}/ready"
+
+    def repository_url(self, action: str) -> str:
+        """The repository API's URL for ``action`` ("load" or "unload") of this model."""
+        return f"{self.base_url}/v2/repository/models/{self.name}/{action}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"api-key": self.api_key} if self.api_key else {}
 
 
 @dataclass(frozen=True)
@@ -56,6 +94,11 @@ def children(pid: int, proc: Path = Path("/proc")) -> list[ProcessState]:
         if state.parent == pid:
             found.append(state)
     return found
+
+
+def stubs_of(pid: int) -> list[ProcessState]:
+    """The Python backend stubs among the children of ``pid`` (zombies included)."""
+    return [child for child in children(pid) if child.name == STUB_COMM]
 
 
 def shm_regions(pid: int) -> set[str]:
@@ -99,6 +142,10 @@ class StubWatch:
         """Stop watching ``pid``: its end was deliberate."""
         self.seen.discard(pid)
 
+    def restart(self, stubs: list[ProcessState]) -> None:
+        """Watch exactly the live ones of ``stubs`` from now on (the stubs of a freshly loaded model)."""
+        self.seen = {stub.pid for stub in stubs if stub.state != "Z"}
+
 
 def _die_with_parent() -> None:
     """In the child before exec: own process group (terminal signals reach only the
@@ -119,12 +166,71 @@ def _ready_status(url: str) -> int | None:
         return None
 
 
+def _post(url: str, headers: dict[str, str], timeout: float) -> tuple[int | None, str]:
+    """POST an empty body; the status (None when nothing answered) and the body or the error."""
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except OSError as error:
+        return None, f"{type(error).__name__}: {error}"
+
+
+def _wait_ready_status(url: str, wanted: Callable[[int | None], bool], deadline: float,
+                       abandoned: Callable[[], bool]) -> int | None:
+    """Poll the readiness endpoint until its status satisfies ``wanted``; the last status seen.
+
+    Gives up at ``deadline`` (a time.monotonic() value) or as soon as ``abandoned()`` holds.
+    """
+    while True:
+        status = _ready_status(url)
+        if wanted(status) or abandoned() or time.monotonic() >= deadline:
+            return status
+        time.sleep(READY_POLL_SECONDS)  # polling interval of the readiness endpoint
+
+
+def reload_model(model: ModelEndpoint, timeout: float, abandoned: Callable[[], bool]) -> str | None:
+    """Unload ``model`` and load it again, so that Triton starts fresh stubs; None once it is ready again.
+
+    Otherwise returns why not: the repository API refused (not in explicit
+    model-control mode, a wrong key), the load failed (Triton's message, e.g.
+    the checkpoint is gone), or the model was not ready within ``timeout``
+    seconds. Stops early, returning why, when ``abandoned()`` holds (the
+    server is shutting down or has exited). A bare load of a model whose stub
+    died does nothing in Triton 2.51: the unload comes first.
+    """
+    if abandoned():
+        return "the server is stopping"
+    deadline = time.monotonic() + timeout
+    status, body = _post(model.repository_url("unload"), model.headers, timeout)
+    if status != 200:
+        return f"unload answered {status}: {body.strip()[:300]}"
+    still_ready = _wait_ready_status(model.ready_url, lambda got: got != 200, deadline, abandoned)
+    if still_ready == 200:
+        return f"model {model.name} still reported ready {timeout:.0f} s after the unload"
+    if abandoned():
+        return "the server is stopping"
+    status, body = _post(model.repository_url("load"), model.headers, max(deadline - time.monotonic(), 1.0))
+    if status != 200:
+        return f"load answered {status}: {body.strip()[:300]}"
+    if _wait_ready_status(model.ready_url, lambda got: got == 200, deadline, abandoned) != 200:
+        return f"model {model.name} was not ready within {timeout:.0f} s"
+    return None
+
+
 def _say(message: str) -> None:
     print(f"serve.py: {message}", file=sys.stderr, flush=True)
 
 
-def supervise(argv: list[str], env: dict[str, str], ready_url: str, exit_timeout: float) -> int:
-    """Run ``argv`` until it exits; return its exit status (128+N for signal N), or 1 after a stub crash."""
+def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_timeout: float,
+              reload_timeout: float = RELOAD_TIMEOUT) -> int:
+    """Run ``argv`` until it exits; return its exit status (128+N for signal N).
+
+    A stub that dies after ``model`` was ready gets the model reloaded in place
+    (``reload_model``); if that fails the server is stopped and the result is 1.
+    """
     server = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
     stopping = False
 
@@ -139,7 +245,7 @@ def supervise(argv: list[str], env: dict[str, str], ready_url: str, exit_timeout
     watch = StubWatch()
     ready_seen = False
     regions: set[str] = set()
-    crash: ProcessState | None = None
+    failed = False
     while True:
         try:
             status = server.wait(timeout=POLL_SECONDS)
@@ -150,28 +256,43 @@ def supervise(argv: list[str], env: dict[str, str], ready_url: str, exit_timeout
             continue
         regions |= shm_regions(server.pid)
         if not ready_seen:
-            ready_seen = _ready_status(ready_url) == 200
+            ready_seen = _ready_status(model.ready_url) == 200
             if ready_seen:
                 _say(WATCHING)
-        stubs = [child for child in children(server.pid) if child.name == STUB_COMM]
-        crash = watch.crashed(stubs, ready_seen)
-        if crash is not None and _ready_status(ready_url) not in (200, None):
+        crash = watch.crashed(stubs_of(server.pid), ready_seen)
+        if crash is not None and _ready_status(model.ready_url) not in (200, None):
             watch.excuse(crash.pid)  # the server says not ready: an unload, not a crash
             crash = None
-        if crash is not None:
-            _say(f"Python backend stub {crash.pid} died ({'zombie' if crash.state == 'Z' else 'gone'}) "
-                 "and Triton does not restart it; stopping tritonserver so the service can be restarted")
-            stopping = True
-            server.terminate()
-            try:
-                server.wait(timeout=exit_timeout + 15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            status = server.wait()
-            break
+        if crash is None:
+            continue
+        _say(f"Python backend stub {crash.pid} died ({'zombie' if crash.state == 'Z' else 'gone'}) "
+             f"and Triton does not restart it; reloading model {model.name} (unload, then load)")
+        started = time.monotonic()
+        try:
+            server.wait(timeout=DRAIN_SECONDS)  # let Triton fail the requests the dead stub holds
+        except subprocess.TimeoutExpired:
+            pass
+        problem = reload_model(model, reload_timeout, lambda: stopping or server.poll() is not None)
+        if stopping or server.poll() is not None:
+            continue  # a stop signal or the server's own exit: the loop collects its status
+        if problem is None:
+            watch.restart(stubs_of(server.pid))
+            _say(f"model {model.name} recovered: ready again {time.monotonic() - started:.1f} s after "
+                 "the dead stub was seen, served by a new stub")
+            continue
+        _say(f"error: reloading model {model.name} failed: {problem}; "
+             "stopping tritonserver so the service can be restarted")
+        failed = stopping = True
+        server.terminate()
+        try:
+            server.wait(timeout=exit_timeout + 15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        status = server.wait()
+        break
     for path in regions:
         if os.path.exists(path):
             os.unlink(path)
-    if crash is not None:
+    if failed:
         return CRASH_STATUS
     return 128 - status if status < 0 else status
