@@ -6,11 +6,12 @@ import urllib.request
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from support.audio import noise, speech
-from support.infer import MODEL, align_grpc, align_http, build_inputs, http_client, lines_of
+from support.infer import MODEL, align_grpc, align_http, build_inputs, grpc_client, http_client, lines_of
 
 ZH = "奇异恩典 何等甘甜\n我罪已得赦免\n前我失丧 今被寻回\n瞎眼今得看见"
 EN = "Amazing grace how sweet the sound\nThat saved a wretch like me\nI once was lost but now am found"
@@ -90,6 +91,19 @@ def test_parity_with_in_process_qwen_asr(triton_server, expectations, protocol, 
     assert rounded(result.start) == starts
     assert rounded(result.end) == ends
     assert all(a <= b for a, b in zip(result.start, result.start[1:]))
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("hint, name", [(None, "Chinese"), ("zh-CN", "Chinese"), ("cmn", "Chinese"),
+                                        ("jpn", "Japanese"), ("Korean", "Korean"), ("spa", "Spanish")])
+def test_language_name_is_the_resolved_hint(triton_server, protocol, hint, name):
+    module, url = (grpcclient, triton_server.grpc_url) if protocol == "grpc" else (httpclient, triton_server.http_url)
+    client = grpc_client(url) if protocol == "grpc" else http_client(url)
+    try:
+        result = client.infer(MODEL, build_inputs(module, speech(2.0), "奇异恩典 amazing grace", hint))
+    finally:
+        client.close()
+    assert result.as_numpy("LANGUAGE_NAME").tolist() == [[name.encode()]]
 
 
 def test_unit_outputs_back_the_line_times(triton_server):

@@ -70,7 +70,7 @@ def test_align_writes_json_to_a_file(env, song_mp3, lyrics_file, tmp_path):
     assert done.stdout == ""
     assert f"wrote {len(TIMED)} timed lines" in done.stderr
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert data["language"] == "zh" and [line["text"] for line in data["lines"]] == TIMED
+    assert data["language"] == "Chinese" and [line["text"] for line in data["lines"]] == TIMED
     assert [p.name for p in out.parent.iterdir()] == ["song.json"]  # no temporary file left
 
 

@@ -64,7 +64,8 @@ def test_json_carries_the_servers_lines(client, keyed_server, s3_store, song):
     result = client.align(url, LYRICS, language="zh", format="json")
     expected = server_lines(keyed_server, song, language="zh")
     data = result.json_data
-    assert data["language"] == "zh" and data["line_count"] == len(TIMED) == result.line_count
+    assert data["language"] == "Chinese" == result.language  # the name the server resolved "zh" to
+    assert data["line_count"] == len(TIMED) == result.line_count
     assert data["duration_seconds"] == pytest.approx(9.0, abs=0.01)
     assert [(line["text"], line["start"], line["end"]) for line in data["lines"]] == [
         (text, round(start, 3), round(end, 3)) for text, start, end in zip(expected.text, expected.start, expected.end)]
@@ -89,6 +90,16 @@ def test_language_hint_reaches_the_server(client, keyed_server, song):
     as_chinese = server_lines(keyed_server, song, japanese, "Chinese")
     assert expected.end != as_chinese.end, "the hint must change the answer for this test to mean anything"
     assert [(line.start, line.end) for line in result.lines] == list(zip(expected.start, expected.end))
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("hint, name", [("cmn", "Chinese"), ("ZHO", "Chinese"), ("jpn", "Japanese"),
+                                        ("yue", "Cantonese"), ("eng", "English")])
+def test_json_records_the_language_the_server_resolved(keyed_server, song, protocol, hint, name):
+    url = keyed_server.grpc_url if protocol == "grpc" else keyed_server.http_url
+    result = Client(url=url, protocol=protocol, api_key=API_KEY, timeout=120).align(str(song), LYRICS, language=hint,
+                                                                                  format="json")
+    assert result.language == name and result.json_data["language"] == name
 
 
 def test_the_servers_refusal_keeps_its_message(client, song):

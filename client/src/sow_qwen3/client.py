@@ -8,7 +8,7 @@
 
 The server's tensor contract (model ``qwen3_aligner``): AUDIO FP32 [1, N] mono
 16 kHz, LYRICS BYTES [1, 1], LANGUAGE BYTES [1, 1]; it answers LINE_TEXT,
-LINE_START and LINE_END. Each call opens its own connection and closes it, so
+LINE_START, LINE_END and LANGUAGE_NAME (the language it resolved the hint to). Each call opens its own connection and closes it, so
 calls may run from several threads at once and no idle connection holds up a
 server's shutdown.
 """
@@ -36,7 +36,7 @@ from .sources import fetched_audio
 log = logging.getLogger("sow_qwen3")
 
 MODEL = "qwen3_aligner"
-OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END")
+OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "LANGUAGE_NAME")
 FORMATS = ("lrc", "json")
 CONNECT_TIMEOUT = 10.0
 API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
@@ -44,7 +44,10 @@ API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
 
 @dataclass(frozen=True)
 class AlignResult:
-    """One alignment. ``content`` is the text in the format ``align`` was asked for."""
+    """One alignment. ``content`` is the text in the format ``align`` was asked for.
+
+    ``language`` is the server's name for the language hint ("Chinese" for "zh").
+    """
 
     lines: tuple[Line, ...]
     language: str
@@ -61,6 +64,14 @@ class AlignResult:
     @property
     def content(self) -> str:
         return self.lrc_content if self.format == "lrc" else to_json(self.json_data)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The server's answer for one clip: its timed lines and the language it aligned them as."""
+
+    lines: list[Line]
+    language: str
 
 
 @dataclass(frozen=True)
@@ -121,15 +132,16 @@ class Client:
         with fetched_audio(audio_source, s3=self.s3, max_bytes=self.max_download_bytes,
                            max_seconds=self.max_audio_seconds, timeout=self.timeout) as fetched:
             audio = load_audio(fetched.path, self.max_audio_seconds, name=str(audio_source))
-        lines = self.align_samples(audio, lyrics, language)
+        timing = self.align_samples(audio, lyrics, language)
+        lines = timing.lines
         duration = audio.size / SAMPLE_RATE
         log.info("aligned %s: %.1f s of audio, %d lines in %.2f s", audio_source, duration, len(lines),
                  time.monotonic() - started)
-        return AlignResult(tuple(lines), language, duration, format, to_lrc(lines, duration),
-                           to_json_data(lines, duration, language), fetched.header_bytes)
+        return AlignResult(tuple(lines), timing.language, duration, format, to_lrc(lines, duration),
+                           to_json_data(lines, duration, timing.language), fetched.header_bytes)
 
-    def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> list[Line]:
-        """Align 16 kHz mono float32 ``audio`` (already decoded) and return its timed lines."""
+    def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> Timing:
+        """Align 16 kHz mono float32 ``audio`` (already decoded): its timed lines and the language used."""
         with self._connection() as (module, client):
             inputs = request_inputs(module, audio, lyrics, language)
             outputs = [module.InferRequestedOutput(name) for name in OUTPUTS]
@@ -141,7 +153,8 @@ class Client:
         texts = result.as_numpy("LINE_TEXT").reshape(-1)
         starts = result.as_numpy("LINE_START").reshape(-1)
         ends = result.as_numpy("LINE_END").reshape(-1)
-        return [Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)]
+        lines = [Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)]
+        return Timing(lines, _text(result.as_numpy("LANGUAGE_NAME").reshape(-1)[0]))
 
     def health(self) -> Health:
         """Whether the server is live and the aligner model ready (never raises for an unreachable server)."""
