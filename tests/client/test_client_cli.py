@@ -168,6 +168,27 @@ def test_help_documents_the_exit_codes(env):
         assert code in " ".join(done.stdout.split()), code
 
 
+def test_the_url_scheme_chooses_the_protocol(env, keyed_server, song_mp3, lyrics_file):
+    over_http = run("align", str(song_mp3), str(lyrics_file), "--url", f"http://{keyed_server.http_url}", env=env)
+    over_grpc = run("align", str(song_mp3), str(lyrics_file), "--url", f"grpc://{keyed_server.grpc_url}", env=env)
+    assert over_http.returncode == 0, over_http.stderr
+    assert over_grpc.returncode == 0, over_grpc.stderr
+    assert over_grpc.stdout == over_http.stdout and len(over_grpc.stdout.splitlines()) == len(TIMED) + 1
+    for protocol, address in (("grpc", keyed_server.grpc_url), ("http", keyed_server.http_url)):
+        health = run("health", env={**env, "SOW_QWEN3_TRITON_URL": f"{protocol}://{address}"})
+        assert health.returncode == 0 and health.stdout == f"{address} ({protocol}) live: yes, model ready: yes\n"
+
+
+@pytest.mark.parametrize("url, protocol", [("grpc://{grpc}", "http"), ("http://{http}", "grpc"),
+                                           ("https://{http}", "grpc")])
+def test_a_scheme_that_contradicts_the_protocol_is_a_usage_error(env, keyed_server, url, protocol):
+    url = url.format(grpc=keyed_server.grpc_url, http=keyed_server.http_url)
+    done = run("health", "--url", url, "--protocol", protocol, env=env)
+    assert done.returncode == 2, done.stderr
+    assert f"the server URL {url!r} means the" in done.stderr and f"but {protocol} was asked for" in done.stderr
+    assert done.stdout == ""
+
+
 def write_manifest(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as out:
         csv.writer(out).writerows([header, *rows])

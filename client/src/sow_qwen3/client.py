@@ -86,7 +86,9 @@ class Client:
     """A configured connection to the aligner service.
 
     Every argument left as None comes from the environment: SOW_QWEN3_TRITON_URL
-    (host:port, default 127.0.0.1:8000), SOW_QWEN3_PROTOCOL (http or grpc),
+    (host:port, default 127.0.0.1:8000; an http://, https:// (TLS) or grpc://
+    URL's scheme chooses the protocol too), SOW_QWEN3_PROTOCOL (http or grpc;
+    default the URL's, else http; ValueError when it contradicts the URL's),
     SOW_QWEN3_API_KEY, SOW_QWEN3_TIMEOUT (seconds per request, default 900),
     SOW_QWEN3_MAX_AUDIO_SECONDS (300), SOW_QWEN3_MAX_DOWNLOAD_BYTES (200 MiB)
     and the SOW_QWEN3_R2_* storage settings (see ``S3Settings``).
@@ -102,12 +104,15 @@ class Client:
     _ssl: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.protocol = (self.protocol or env_text("PROTOCOL") or "http").lower()
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")
-        self.url, self._ssl = server_address(self.url or env_text("TRITON_URL") or DEFAULT_URL)
-        if self._ssl and self.protocol == "grpc":
-            raise ValueError("https:// is for the HTTP protocol; for gRPC give host:port")
+        protocol = (self.protocol or env_text("PROTOCOL") or "").lower()
+        if protocol and protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+        url = self.url or env_text("TRITON_URL") or DEFAULT_URL
+        self.url, named, self._ssl = server_address(url)
+        if protocol and named and protocol != named:
+            raise ValueError(f"the server URL {url!r} means the {named} protocol, but {protocol} was asked for "
+                             "(--protocol or SOW_QWEN3_PROTOCOL): drop one or make them agree")
+        self.protocol = protocol or named or "http"
         self.api_key = self.api_key if self.api_key is not None else env_text("API_KEY")
         self.timeout = self.timeout or env_float("TIMEOUT", DEFAULT_TIMEOUT)
         self.s3 = self.s3 or S3Settings.from_env()
@@ -187,14 +192,22 @@ class Client:
             client.close()
 
 
-def server_address(url: str) -> tuple[str, bool]:
-    """``host:port`` and whether to use TLS, from ``host:port`` or an http(s):// or grpc:// URL."""
+# URL scheme -> (protocol, TLS)
+SCHEMES: dict[str, tuple[str, bool]] = {"http": ("http", False), "https": ("http", True), "grpc": ("grpc", False)}
+
+
+def server_address(url: str) -> tuple[str, str | None, bool]:
+    """``host:port``, the protocol the URL's scheme names (None without one) and whether to use TLS.
+
+    Takes ``host:port`` or an http://, https:// or grpc:// URL; ValueError for another scheme.
+    """
     scheme, separator, rest = url.strip().partition("://")
     if not separator:
-        scheme, rest = "", url.strip()
-    if scheme.lower() not in ("", "http", "https", "grpc"):
-        raise ValueError(f"server URL must be host:port or http(s)://host:port; got {url!r}")
-    return rest.rstrip("/"), scheme.lower() == "https"
+        return url.strip().rstrip("/"), None, False
+    if scheme.lower() not in SCHEMES:
+        raise ValueError(f"server URL must be host:port, http://, https:// or grpc://host:port; got {url!r}")
+    protocol, tls = SCHEMES[scheme.lower()]
+    return rest.rstrip("/"), protocol, tls
 
 
 def request_inputs(module, audio: np.ndarray, lyrics: str | bytes, language: str | None) -> list:
