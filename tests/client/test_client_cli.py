@@ -111,6 +111,7 @@ def test_bad_inputs_exit_3_with_the_reason(env, song_mp3, lyrics_file, tmp_path,
         ((f"s3://{s3_store.bucket}/cli/absent.mp3", str(lyrics_file)), "cli/absent.mp3 does not exist"),
         ((long_url, str(lyrics_file)), "is 301.0 s long; the limit is 300 s (from its wav header"),
         ((str(song_mp3), str(lyrics_file), "--language", "Klingon"), "Klingon"),
+        ((str(song_mp3), str(lyrics_file), "--language", "not ready"), "unsupported language 'not ready'"),
     ]
     for args, message in cases:
         done = run("align", *args, env=env)

@@ -102,9 +102,14 @@ def test_json_records_the_language_the_server_resolved(keyed_server, song, proto
     assert result.language == name and result.json_data["language"] == name
 
 
-def test_the_servers_refusal_keeps_its_message(client, song):
-    with pytest.raises(BadInputError, match=r"(?i)unsupported language.*Klingon"):
-        client.align(str(song), LYRICS, language="Klingon")
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("language", ["Klingon", "not ready", "api-key restricted", "unavailable queue"])
+def test_the_servers_refusal_keeps_its_message(keyed_server, song, protocol, language):
+    """A 400 / INVALID_ARGUMENT is bad input whatever words its message holds (here, the echoed hint)."""
+    url = keyed_server.grpc_url if protocol == "grpc" else keyed_server.http_url
+    client = Client(url=url, protocol=protocol, api_key=API_KEY, timeout=120)
+    with pytest.raises(BadInputError, match=f"(?i)unsupported language '{language}'"):
+        client.align(str(song), LYRICS, language=language)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -237,8 +237,39 @@ def _text(value: object) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+# What a refusal means, by its status: tritonclient.http reports the HTTP status
+# ("403"), tritonclient.grpc the gRPC code ("StatusCode.PERMISSION_DENIED").
+# The status decides; the message is only ever kept, never parsed, except where
+# Triton gives one status two meanings (GRPC_RESTRICTED).
+ERROR_BY_STATUS: dict[str, type[AlignError]] = {
+    "400": BadInputError,
+    "StatusCode.INVALID_ARGUMENT": BadInputError,
+    "401": AuthError,
+    "403": AuthError,
+    "StatusCode.UNAUTHENTICATED": AuthError,
+    "StatusCode.PERMISSION_DENIED": AuthError,
+    "404": ServerUnavailableError,  # the model is not loaded
+    "StatusCode.NOT_FOUND": ServerUnavailableError,
+    "502": ServerUnavailableError,  # a proxy in front found no server
+    "503": ServerUnavailableError,  # queue full
+    "504": ServerUnavailableError,
+    "StatusCode.UNAVAILABLE": ServerUnavailableError,
+    "StatusCode.DEADLINE_EXCEEDED": ServerUnavailableError,
+    "500": ServerError,
+    "StatusCode.INTERNAL": ServerError,
+}
+# Triton refuses a gRPC call without the API key as UNAVAILABLE, with this message.
+GRPC_RESTRICTED = "This protocol is restricted"
+PREFIX: dict[type[AlignError], str] = {
+    BadInputError: "",
+    AuthError: "the server refused the API key: ",
+    ServerUnavailableError: "the aligner service is unavailable: ",
+    ServerError: "the server failed to align: ",
+}
+
+
 def classify(exc: Exception) -> AlignError:
-    """The typed error for a failed call to the server; its message keeps the server's."""
+    """The typed error for a failed call to the server, decided by its status; its message keeps the server's."""
     from tritonclient.utils import InferenceServerException
 
     if isinstance(exc, AlignError):
@@ -247,16 +278,11 @@ def classify(exc: Exception) -> AlignError:
         return ServerUnavailableError(f"cannot reach the aligner service: {type(exc).__name__}: {exc}")
     message = exc.message() or str(exc)
     status = str(exc.status() or "")
-    lowered = message.lower()
-    if "restricted" in lowered or "api-key" in lowered or status in ("401", "403"):
-        return AuthError(f"the server refused the API key: {message}")
-    if "queue" in lowered or "not ready" in lowered or "unknown model" in lowered or "unavailable" in lowered \
-            or status in ("503", "StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"):
-        return ServerUnavailableError(f"the aligner service is unavailable: {message}")
-    if status in ("400", "StatusCode.INVALID_ARGUMENT"):
-        return BadInputError(message)
-    if status in ("500", "StatusCode.INTERNAL"):
-        return ServerError(f"the server failed to align: {message}")
-    if not status or "timed out" in lowered or "connect" in lowered:
+    if not status:  # no answer: the connection failed or timed out
         return ServerUnavailableError(f"cannot reach the aligner service: {message}")
-    return ServerError(f"the server answered {status}: {message}")
+    kind = ERROR_BY_STATUS.get(status)
+    if status == "StatusCode.UNAVAILABLE" and message.startswith(GRPC_RESTRICTED):
+        kind = AuthError
+    if kind is None:
+        return ServerError(f"the server answered {status}: {message}")
+    return kind(PREFIX[kind] + message)
