@@ -4,7 +4,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import select
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -262,6 +264,57 @@ def test_batch_resumes_after_an_interrupted_run(env, http_files, tmp_path, lyric
     assert "3 songs: 2 aligned, 1 already done, 0 failed" in again.stderr
     assert sorted(p.name for p in out.iterdir()) == ["resume-0.lrc", "resume-1.lrc", "resume-2.lrc"]
     assert http_files.hits["resume-0.wav"] == first_hits
+
+
+# align-batch with one stand-in: os.replace holds the first rename of a .partial file until the
+# process ends, so that the SIGINT is sure to land while a temporary output file exists.
+HELD_WRITE = """
+import os, sys, threading
+replace = os.replace
+def held(source, target, *args, **kwargs):
+    if str(source).endswith(".partial"):
+        print("writing", flush=True)
+        threading.Event().wait()
+    return replace(source, target, *args, **kwargs)
+os.replace = held
+from sow_qwen3.cli import main
+sys.exit(main())
+"""
+
+
+def test_an_interrupt_while_writing_leaves_no_partial_file(env, tmp_path, song_mp3, lyrics_file):
+    manifest = tmp_path / "catalogue.csv"
+    manifest.write_text(f"{song_mp3},{lyrics_file}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-c", HELD_WRITE, "align-batch", str(manifest), "--out-dir", str(out),
+                                "--concurrency", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert select.select([process.stdout], [], [], 120)[0], "the output was never written"
+        assert process.stdout.readline() == "writing\n"
+        assert [p.suffix for p in out.iterdir()] == [".partial"]  # the write is in progress
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted with 1 songs not done" in stderr
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_outputs_honour_the_umask(env, tmp_path, song_mp3, lyrics_file, umask):
+    single = tmp_path / "single.lrc"
+    done = subprocess.run([SOW_QWEN3, "align", str(song_mp3), str(lyrics_file), "-o", str(single)], env=env,
+                          capture_output=True, text=True, timeout=180, umask=umask)
+    assert done.returncode == 0, done.stderr
+    manifest = tmp_path / "catalogue.csv"
+    manifest.write_text(f"{song_mp3},{lyrics_file}\n", encoding="utf-8")
+    batch = subprocess.run([SOW_QWEN3, "align-batch", str(manifest), "--out-dir", str(tmp_path / "out")], env=env,
+                           capture_output=True, text=True, timeout=180, umask=umask)
+    assert batch.returncode == 0, batch.stderr
+    for path in (single, tmp_path / "out" / f"{song_mp3.stem}.lrc"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
 @pytest.mark.parametrize("content, message", [
