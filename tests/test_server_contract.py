@@ -11,6 +11,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from support.audio import noise, speech
+from support.reference import expected_lines
 from support.infer import MODEL, align_grpc, align_http, build_inputs, grpc_client, http_client, lines_of
 
 ZH = "奇异恩典 何等甘甜\n我罪已得赦免\n前我失丧 今被寻回\n瞎眼今得看见"
@@ -24,27 +25,6 @@ CASES = {
     "mixed-blank-punctuation": (MIXED, None, lambda: noise(4.5, seed=2)),
     "punctuation-first": (PUNCT_FIRST, "ZH-cn", lambda: speech(4.0)),
 }
-
-
-def expected_lines(aligner, audio: np.ndarray, lyrics: str, language: str) -> tuple[list, list, list]:
-    """What stock in-process qwen-asr gives, mapped to lines and clamped (written independently of the server)."""
-    lines = [line.strip() for line in lyrics.splitlines() if line.strip()]
-    items = aligner.align((audio, 16000), lyrics, language)[0]
-    counts = [len(aligner.aligner_processor.encode_timestamp(line, language)[0]) for line in lines]
-    assert sum(counts) == len(items)
-    duration = len(audio) / 16000
-    starts, ends, cursor, previous_end = [], [], 0, 0.0
-    for count in counts:
-        if count:
-            start = min(max(items[cursor].start_time, 0.0), duration)
-            end = min(max(items[cursor + count - 1].end_time, 0.0), duration)
-        else:
-            start = end = previous_end
-        starts.append(round(start, 3))
-        ends.append(round(end, 3))
-        cursor += count
-        previous_end = end
-    return lines, starts, ends
 
 
 def rounded(values):

@@ -3,7 +3,9 @@
 This is the only module of the package that needs torch and qwen-asr. It
 runs the same computation as ``Qwen3ForcedAligner.align`` for one clip (same
 prompt, same processor, same forward pass, same monotonic repair and
-rounding), with the per-request waste removed: the text is split into units
+rounding; with the default windowed encoder attention, the forward pass is
+stock's on CPU only for clips of one 8 s window, see encoder_windows), with
+the per-request waste removed: the text is split into units
 once, per line, so units map to lines without a second tokenisation, and the
 forward pass keeps no KV cache.
 """
