@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 import urllib.request
 
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
 
 from support.audio import noise, speech
 from support.reference import expected_lines
