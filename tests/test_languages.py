@@ -27,10 +27,27 @@ def test_blank_means_chinese(blank):
     assert resolve_language(blank) == DEFAULT_LANGUAGE == "Chinese"
 
 
-@pytest.mark.parametrize("bad", ["Klingon", "xx", "zh-", "chinese!", "cmn"])
+@pytest.mark.parametrize("code,name", [
+    ("zho", "Chinese"), ("chi", "Chinese"), ("cmn", "Chinese"), ("CMN-Hans", "Chinese"), ("eng", "English"),
+    ("yue", "Cantonese"), ("fra", "French"), ("fre", "French"), ("deu", "German"), ("ger", "German"),
+    ("ita", "Italian"), ("jpn", "Japanese"), ("kor", "Korean"), ("por", "Portuguese"), ("rus", "Russian"),
+    ("spa", "Spanish"),
+])
+def test_iso_639_2_and_3_codes(code, name):
+    assert resolve_language(code) == name
+
+
+def test_every_language_has_its_two_and_three_letter_codes():
+    for name in SUPPORTED_LANGUAGES:
+        codes = {code for code, named in LANGUAGE_CODES.items() if named == name}
+        assert any(len(code) == 3 for code in codes), name
+        assert name == "Cantonese" or any(len(code) == 2 for code in codes), name  # Cantonese has no 639-1 code
+
+
+@pytest.mark.parametrize("bad", ["Klingon", "xx", "zh-", "chinese!", "zhx", "ch"])
 def test_unsupported_language_names_itself_and_the_choices(bad):
     with pytest.raises(InvalidRequest) as error:
         resolve_language(bad)
     message = str(error.value)
     assert repr(bad.strip()) in message
-    assert "Chinese (zh)" in message and "Spanish (es)" in message
+    assert "Chinese (zh, zho, chi, cmn)" in message and "Cantonese (yue)" in message and "Spanish (es, spa)" in message

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import urllib.request
 
-import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
 
 from support.audio import noise, speech
-from support.infer import MODEL, align_grpc, align_http, build_inputs, http_client, lines_of
+from support.reference import expected_lines
+from support.infer import MODEL, align_grpc, align_http, build_inputs, grpc_client, http_client, lines_of
 
 ZH = "奇异恩典 何等甘甜\n我罪已得赦免\n前我失丧 今被寻回\n瞎眼今得看见"
 EN = "Amazing grace how sweet the sound\nThat saved a wretch like me\nI once was lost but now am found"
@@ -23,27 +23,6 @@ CASES = {
     "mixed-blank-punctuation": (MIXED, None, lambda: noise(4.5, seed=2)),
     "punctuation-first": (PUNCT_FIRST, "ZH-cn", lambda: speech(4.0)),
 }
-
-
-def expected_lines(aligner, audio: np.ndarray, lyrics: str, language: str) -> tuple[list, list, list]:
-    """What stock in-process qwen-asr gives, mapped to lines and clamped (written independently of the server)."""
-    lines = [line.strip() for line in lyrics.splitlines() if line.strip()]
-    items = aligner.align((audio, 16000), lyrics, language)[0]
-    counts = [len(aligner.aligner_processor.encode_timestamp(line, language)[0]) for line in lines]
-    assert sum(counts) == len(items)
-    duration = len(audio) / 16000
-    starts, ends, cursor, previous_end = [], [], 0, 0.0
-    for count in counts:
-        if count:
-            start = min(max(items[cursor].start_time, 0.0), duration)
-            end = min(max(items[cursor + count - 1].end_time, 0.0), duration)
-        else:
-            start = end = previous_end
-        starts.append(round(start, 3))
-        ends.append(round(end, 3))
-        cursor += count
-        previous_end = end
-    return lines, starts, ends
 
 
 def rounded(values):
@@ -90,6 +69,19 @@ def test_parity_with_in_process_qwen_asr(triton_server, expectations, protocol, 
     assert rounded(result.start) == starts
     assert rounded(result.end) == ends
     assert all(a <= b for a, b in zip(result.start, result.start[1:]))
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("hint, name", [(None, "Chinese"), ("zh-CN", "Chinese"), ("cmn", "Chinese"),
+                                        ("jpn", "Japanese"), ("Korean", "Korean"), ("spa", "Spanish")])
+def test_language_name_is_the_resolved_hint(triton_server, protocol, hint, name):
+    module, url = (grpcclient, triton_server.grpc_url) if protocol == "grpc" else (httpclient, triton_server.http_url)
+    client = grpc_client(url) if protocol == "grpc" else http_client(url)
+    try:
+        result = client.infer(MODEL, build_inputs(module, speech(2.0), "奇异恩典 amazing grace", hint))
+    finally:
+        client.close()
+    assert result.as_numpy("LANGUAGE_NAME").tolist() == [[name.encode()]]
 
 
 def test_unit_outputs_back_the_line_times(triton_server):

@@ -62,6 +62,28 @@ def test_missing_parameter_is_named():
         settings.resolve(parameters, {})
 
 
+@pytest.mark.parametrize("seconds", [1, 300, 399.9, 400])
+def test_audio_limit_the_timestamp_head_can_time_is_accepted(seconds):
+    settings.check_audio_limit(seconds, classify_num=5000, segment_ms=80)
+
+
+@pytest.mark.parametrize("seconds", [400.5, 401, 900])
+def test_audio_limit_past_the_timestamp_head_is_refused_with_the_reason(seconds):
+    with pytest.raises(SettingsError) as error:
+        settings.check_audio_limit(seconds, classify_num=5000, segment_ms=80)
+    message = str(error.value)
+    assert "max_audio_seconds" in message and "SOW_QWEN3_MAX_AUDIO_SECONDS" in message
+    assert repr(f"{seconds:g}") in message and "at most 400 s" in message
+    assert "5000 classes of 80 ms" in message and "wrong times" in message
+
+
+def test_audio_limit_comes_from_the_models_head_not_a_constant():
+    settings.check_audio_limit(300, classify_num=3750, segment_ms=80)
+    with pytest.raises(SettingsError, match="at most 300 s"):
+        settings.check_audio_limit(301, classify_num=3750, segment_ms=80)
+    settings.check_audio_limit(800, classify_num=5000, segment_ms=160)
+
+
 @pytest.mark.parametrize("requested,kind,device_id,cuda,mps,expected", [
     ("", "GPU", 1, True, False, "cuda:1"),
     ("", "CPU", 0, True, True, "cpu"),

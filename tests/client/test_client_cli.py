@@ -4,7 +4,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import select
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +72,7 @@ def test_align_writes_json_to_a_file(env, song_mp3, lyrics_file, tmp_path):
     assert done.stdout == ""
     assert f"wrote {len(TIMED)} timed lines" in done.stderr
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert data["language"] == "zh" and [line["text"] for line in data["lines"]] == TIMED
+    assert data["language"] == "Chinese" and [line["text"] for line in data["lines"]] == TIMED
     assert [p.name for p in out.parent.iterdir()] == ["song.json"]  # no temporary file left
 
 
@@ -111,6 +113,7 @@ def test_bad_inputs_exit_3_with_the_reason(env, song_mp3, lyrics_file, tmp_path,
         ((f"s3://{s3_store.bucket}/cli/absent.mp3", str(lyrics_file)), "cli/absent.mp3 does not exist"),
         ((long_url, str(lyrics_file)), "is 301.0 s long; the limit is 300 s (from its wav header"),
         ((str(song_mp3), str(lyrics_file), "--language", "Klingon"), "Klingon"),
+        ((str(song_mp3), str(lyrics_file), "--language", "not ready"), "unsupported language 'not ready'"),
     ]
     for args, message in cases:
         done = run("align", *args, env=env)
@@ -166,6 +169,27 @@ def test_help_documents_the_exit_codes(env):
     for code in ("0 success", "2 usage error", "3 bad input", "4 authentication refused", "5 server unavailable",
                  "6 the server failed", "130 interrupted"):
         assert code in " ".join(done.stdout.split()), code
+
+
+def test_the_url_scheme_chooses_the_protocol(env, keyed_server, song_mp3, lyrics_file):
+    over_http = run("align", str(song_mp3), str(lyrics_file), "--url", f"http://{keyed_server.http_url}", env=env)
+    over_grpc = run("align", str(song_mp3), str(lyrics_file), "--url", f"grpc://{keyed_server.grpc_url}", env=env)
+    assert over_http.returncode == 0, over_http.stderr
+    assert over_grpc.returncode == 0, over_grpc.stderr
+    assert over_grpc.stdout == over_http.stdout and len(over_grpc.stdout.splitlines()) == len(TIMED) + 1
+    for protocol, address in (("grpc", keyed_server.grpc_url), ("http", keyed_server.http_url)):
+        health = run("health", env={**env, "SOW_QWEN3_TRITON_URL": f"{protocol}://{address}"})
+        assert health.returncode == 0 and health.stdout == f"{address} ({protocol}) live: yes, model ready: yes\n"
+
+
+@pytest.mark.parametrize("url, protocol", [("grpc://{grpc}", "http"), ("http://{http}", "grpc"),
+                                           ("https://{http}", "grpc")])
+def test_a_scheme_that_contradicts_the_protocol_is_a_usage_error(env, keyed_server, url, protocol):
+    url = url.format(grpc=keyed_server.grpc_url, http=keyed_server.http_url)
+    done = run("health", "--url", url, "--protocol", protocol, env=env)
+    assert done.returncode == 2, done.stderr
+    assert f"the server URL {url!r} means the" in done.stderr and f"but {protocol} was asked for" in done.stderr
+    assert done.stdout == ""
 
 
 def write_manifest(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -240,6 +264,57 @@ def test_batch_resumes_after_an_interrupted_run(env, http_files, tmp_path, lyric
     assert "3 songs: 2 aligned, 1 already done, 0 failed" in again.stderr
     assert sorted(p.name for p in out.iterdir()) == ["resume-0.lrc", "resume-1.lrc", "resume-2.lrc"]
     assert http_files.hits["resume-0.wav"] == first_hits
+
+
+# align-batch with one stand-in: os.replace holds the first rename of a .partial file until the
+# process ends, so that the SIGINT is sure to land while a temporary output file exists.
+HELD_WRITE = """
+import os, sys, threading
+replace = os.replace
+def held(source, target, *args, **kwargs):
+    if str(source).endswith(".partial"):
+        print("writing", flush=True)
+        threading.Event().wait()
+    return replace(source, target, *args, **kwargs)
+os.replace = held
+from sow_qwen3.cli import main
+sys.exit(main())
+"""
+
+
+def test_an_interrupt_while_writing_leaves_no_partial_file(env, tmp_path, song_mp3, lyrics_file):
+    manifest = tmp_path / "catalogue.csv"
+    manifest.write_text(f"{song_mp3},{lyrics_file}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-c", HELD_WRITE, "align-batch", str(manifest), "--out-dir", str(out),
+                                "--concurrency", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert select.select([process.stdout], [], [], 120)[0], "the output was never written"
+        assert process.stdout.readline() == "writing\n"
+        assert [p.suffix for p in out.iterdir()] == [".partial"]  # the write is in progress
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted with 1 songs not done" in stderr
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_outputs_honour_the_umask(env, tmp_path, song_mp3, lyrics_file, umask):
+    single = tmp_path / "single.lrc"
+    done = subprocess.run([SOW_QWEN3, "align", str(song_mp3), str(lyrics_file), "-o", str(single)], env=env,
+                          capture_output=True, text=True, timeout=180, umask=umask)
+    assert done.returncode == 0, done.stderr
+    manifest = tmp_path / "catalogue.csv"
+    manifest.write_text(f"{song_mp3},{lyrics_file}\n", encoding="utf-8")
+    batch = subprocess.run([SOW_QWEN3, "align-batch", str(manifest), "--out-dir", str(tmp_path / "out")], env=env,
+                           capture_output=True, text=True, timeout=180, umask=umask)
+    assert batch.returncode == 0, batch.stderr
+    for path in (single, tmp_path / "out" / f"{song_mp3.stem}.lrc"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
 @pytest.mark.parametrize("content, message", [

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from support.audio import noise, write_clip
+from support.audio import MPEG2_LAYER3_KBPS, mp3_without_frame_count, noise, write_clip
 from sow_qwen3.duration import BLOCK_BYTES, RangeReader, header_duration
 
 
@@ -54,16 +54,30 @@ def test_mp3_after_an_id3_tag_with_cover_art(tmp_path: Path):
     assert reader.fetched <= 3 * BLOCK_BYTES
 
 
-def test_mp3_without_a_xing_frame_is_estimated_from_the_bit_rate(tmp_path: Path):
-    path = tmp_path / "clip.mp3"
-    soundfile.write(str(path), noise(20.0, seed=3), 16000, format="MP3", bitrate_mode="CONSTANT")
-    data = path.read_bytes()
-    assert data[:4] != b"ID3" and data[13:17] in (b"Info", b"Xing")  # MPEG-2 mono: side info is 9 bytes
-    bitrate_kbps = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)[data[2] >> 4]
-    first_frame = 72 * bitrate_kbps * 1000 // 16000 + ((data[2] >> 1) & 1)
-    found = header_duration(reader_for(data[first_frame:]))  # drop the Info frame: a bare CBR stream
+def test_cbr_mp3_without_a_xing_frame_is_estimated_from_the_bit_rate(tmp_path: Path):
+    path = mp3_without_frame_count(tmp_path / "clip.mp3", noise(20.0, seed=3), "CONSTANT")
+    reader = reader_for(path.read_bytes())
+    found = header_duration(reader)
     assert not found.exact
     assert found.seconds == pytest.approx(20.0, rel=0.02)
+    assert reader.fetched <= 2 * BLOCK_BYTES  # the first block and one in the middle
+
+
+def quiet_intro(intro: float, song: float) -> np.ndarray:
+    """Digital silence, then loud noise: a VBR encoder spends its lowest bit rate on the intro."""
+    return np.concatenate([np.zeros(int(intro * 16000), np.float32), noise(song, seed=9)])
+
+
+def test_vbr_mp3_with_a_quiet_intro_and_no_xing_frame_says_nothing(tmp_path: Path):
+    path = mp3_without_frame_count(tmp_path / "clip.mp3", quiet_intro(20.0, 8.0), "VARIABLE")
+    data = path.read_bytes()
+    head_rates = set()
+    at = 0
+    while at + 4 <= BLOCK_BYTES:  # by hand: every frame of the first block is an 8 kbit/s one
+        head_rates.add(data[at + 2] >> 4)
+        at += 72 * MPEG2_LAYER3_KBPS[data[at + 2] >> 4] * 1000 // 16000 + ((data[at + 2] >> 1) & 1)
+    assert head_rates == {1}, "the first block alone must look like a constant bit rate for this test to mean anything"
+    assert header_duration(reader_for(data)) is None
 
 
 @pytest.mark.parametrize("data", [b"", b"not audio at all" * 100, bytes(5000), b"RIFF\x00\x00\x00\x00WAVEdata"])

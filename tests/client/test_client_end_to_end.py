@@ -64,7 +64,8 @@ def test_json_carries_the_servers_lines(client, keyed_server, s3_store, song):
     result = client.align(url, LYRICS, language="zh", format="json")
     expected = server_lines(keyed_server, song, language="zh")
     data = result.json_data
-    assert data["language"] == "zh" and data["line_count"] == len(TIMED) == result.line_count
+    assert data["language"] == "Chinese" == result.language  # the name the server resolved "zh" to
+    assert data["line_count"] == len(TIMED) == result.line_count
     assert data["duration_seconds"] == pytest.approx(9.0, abs=0.01)
     assert [(line["text"], line["start"], line["end"]) for line in data["lines"]] == [
         (text, round(start, 3), round(end, 3)) for text, start, end in zip(expected.text, expected.start, expected.end)]
@@ -91,9 +92,24 @@ def test_language_hint_reaches_the_server(client, keyed_server, song):
     assert [(line.start, line.end) for line in result.lines] == list(zip(expected.start, expected.end))
 
 
-def test_the_servers_refusal_keeps_its_message(client, song):
-    with pytest.raises(BadInputError, match=r"(?i)unsupported language.*Klingon"):
-        client.align(str(song), LYRICS, language="Klingon")
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("hint, name", [("cmn", "Chinese"), ("ZHO", "Chinese"), ("jpn", "Japanese"),
+                                        ("yue", "Cantonese"), ("eng", "English")])
+def test_json_records_the_language_the_server_resolved(keyed_server, song, protocol, hint, name):
+    url = keyed_server.grpc_url if protocol == "grpc" else keyed_server.http_url
+    result = Client(url=url, protocol=protocol, api_key=API_KEY, timeout=120).align(str(song), LYRICS, language=hint,
+                                                                                  format="json")
+    assert result.language == name and result.json_data["language"] == name
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("language", ["Klingon", "not ready", "api-key restricted", "unavailable queue"])
+def test_the_servers_refusal_keeps_its_message(keyed_server, song, protocol, language):
+    """A 400 / INVALID_ARGUMENT is bad input whatever words its message holds (here, the echoed hint)."""
+    url = keyed_server.grpc_url if protocol == "grpc" else keyed_server.http_url
+    client = Client(url=url, protocol=protocol, api_key=API_KEY, timeout=120)
+    with pytest.raises(BadInputError, match=f"(?i)unsupported language '{language}'"):
+        client.align(str(song), LYRICS, language=language)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

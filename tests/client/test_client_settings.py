@@ -8,10 +8,10 @@ from sow_qwen3.client import server_address
 
 
 @pytest.mark.parametrize("url, expected", [
-    ("127.0.0.1:8000", ("127.0.0.1:8000", False)),
-    ("http://aligner.internal:8000/", ("aligner.internal:8000", False)),
-    ("HTTPS://aligner.example.org", ("aligner.example.org", True)),
-    ("grpc://127.0.0.1:8001", ("127.0.0.1:8001", False)),
+    ("127.0.0.1:8000", ("127.0.0.1:8000", None, False)),
+    ("http://aligner.internal:8000/", ("aligner.internal:8000", "http", False)),
+    ("HTTPS://aligner.example.org", ("aligner.example.org", "http", True)),
+    ("grpc://127.0.0.1:8001", ("127.0.0.1:8001", "grpc", False)),
 ])
 def test_server_address(url, expected):
     assert server_address(url) == expected
@@ -28,7 +28,7 @@ def test_arguments_win_over_the_environment_and_defaults_fill_the_rest(monkeypat
     default = Client()
     assert (default.url, default.protocol, default.api_key, default.timeout, default.max_audio_seconds) == (
         "127.0.0.1:8000", "http", None, 900.0, 300.0)
-    monkeypatch.setenv("SOW_QWEN3_TRITON_URL", "http://10.0.0.5:8000")
+    monkeypatch.setenv("SOW_QWEN3_TRITON_URL", "10.0.0.5:8000")
     monkeypatch.setenv("SOW_QWEN3_API_KEY", "from-env")
     monkeypatch.setenv("SOW_QWEN3_PROTOCOL", "GRPC")
     monkeypatch.setenv("SOW_QWEN3_TIMEOUT", "30")
@@ -38,6 +38,31 @@ def test_arguments_win_over_the_environment_and_defaults_fill_the_rest(monkeypat
     given = Client(url="h:1", protocol="http", api_key="given", timeout=5)
     assert (given.url, given.protocol, given.api_key, given.timeout) == ("h:1", "http", "given", 5)
     assert "given" not in repr(given) and "from-env" not in repr(from_env)
+
+
+@pytest.mark.parametrize("url, protocol, expected", [
+    ("grpc://h:8001", None, ("h:8001", "grpc", False)),
+    ("grpc://h:8001", "GRPC", ("h:8001", "grpc", False)),
+    ("http://h:8000", None, ("h:8000", "http", False)),
+    ("https://h", None, ("h", "http", True)),
+    ("https://h", "http", ("h", "http", True)),
+    ("h:8001", "grpc", ("h:8001", "grpc", False)),
+    ("h:8000", None, ("h:8000", "http", False)),
+])
+def test_the_url_scheme_chooses_the_protocol(monkeypatch, url, protocol, expected):
+    monkeypatch.delenv("SOW_QWEN3_PROTOCOL", raising=False)
+    client = Client(url=url, protocol=protocol)
+    assert (client.url, client.protocol, client._ssl) == expected
+
+
+@pytest.mark.parametrize("url, protocol", [("grpc://h:8001", "http"), ("http://h:8000", "grpc"), ("https://h", "grpc")])
+def test_a_scheme_that_contradicts_the_protocol_is_refused(monkeypatch, url, protocol):
+    monkeypatch.delenv("SOW_QWEN3_PROTOCOL", raising=False)
+    with pytest.raises(ValueError, match=f"means the .* protocol, but {protocol} was asked for"):
+        Client(url=url, protocol=protocol)
+    monkeypatch.setenv("SOW_QWEN3_PROTOCOL", protocol)
+    with pytest.raises(ValueError, match="SOW_QWEN3_PROTOCOL"):
+        Client(url=url)
 
 
 def test_storage_settings_come_from_the_r2_variables_and_hide_the_secret(monkeypatch):

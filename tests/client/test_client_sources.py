@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from server_process import free_ports
-from support.audio import noise, write_clip
+from support.audio import mp3_without_frame_count, noise, write_clip
 from sow_qwen3 import AuthError, BadInputError, Client, S3Settings, ServerUnavailableError
 from sow_qwen3.sources import fetched_audio
 
@@ -61,6 +61,28 @@ def test_over_length_http_file_is_refused_after_small_ranged_reads(offline_clien
     _, read, size = early_refusal(caught.value)
     assert read < size / 4
     assert http_files.hits[f"long-{suffix}.{suffix}"] == 2  # the size probe and one header block: no download
+
+
+def test_long_cbr_mp3_without_a_frame_count_is_refused_from_its_frames(offline_client, http_files, tmp_path):
+    path = mp3_without_frame_count(tmp_path / "cbr.mp3", noise(330.0, seed=7), "CONSTANT")
+    url = http_files.add(path, "bare-cbr.mp3")
+    with pytest.raises(BadInputError) as caught:
+        offline_client.align(url, LYRICS)
+    seconds = float(re.search(r"is ([\d.]+) s long; the limit is 300 s", str(caught.value)).group(1))
+    assert seconds == pytest.approx(330.0, rel=0.02)
+    kind, read, size = early_refusal(caught.value)
+    assert kind == "mp3" and read <= 2 * 16 * 1024 and read < size / 4
+    assert http_files.hits["bare-cbr.mp3"] == 3  # the size probe, the first block and one in the middle
+
+
+def test_vbr_mp3_with_a_quiet_intro_is_not_refused_from_its_first_frames(s3_store, http_files, tmp_path):
+    """28 s: 20 s of silence at 8 kbit/s, then 8 s of loud noise. The first block alone says about 47 s."""
+    audio = np.concatenate([np.zeros(20 * 16000, np.float32), noise(8.0, seed=9)])
+    path = mp3_without_frame_count(tmp_path / "vbr.mp3", audio, "VARIABLE")
+    client = Client(url=f"127.0.0.1:{free_ports(1)[0]}", s3=s3_store.settings(), max_audio_seconds=30, timeout=20)
+    for source in (http_files.add(path, "bare-vbr.mp3"), str(path)):
+        with pytest.raises(ServerUnavailableError):  # decoded (28 s fits), then no server answers
+            client.align(source, LYRICS)
 
 
 def test_over_length_file_without_ranged_reads_is_refused_after_decoding(offline_client, http_files, long_files):

@@ -49,3 +49,21 @@ def write_clip(path: Path, audio: np.ndarray, rate: int = 16000, channels: int =
         for start in range(0, len(frames), rate * 10):
             out.write(frames[start:start + rate * 10])
     return path
+
+
+MPEG2_LAYER3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+
+
+def mp3_without_frame_count(path: Path, audio: np.ndarray, bitrate_mode: str) -> Path:
+    """``audio`` (16 kHz mono) as an MP3 with no Xing/Info frame, as some encoders and streams write it.
+
+    ``bitrate_mode`` is "CONSTANT" or "VARIABLE" (libsndfile applies it only
+    together with a compression level). The LAME encoder's first frame, which
+    holds the Xing/Info frame count, is cut off.
+    """
+    soundfile.write(str(path), audio, 16000, format="MP3", bitrate_mode=bitrate_mode, compression_level=0.5)
+    data = path.read_bytes()
+    assert data[:4] != b"ID3" and data[13:17] in (b"Info", b"Xing")  # MPEG-2 mono: side info is 9 bytes
+    first_frame = 72 * MPEG2_LAYER3_KBPS[data[2] >> 4] * 1000 // 16000 + ((data[2] >> 1) & 1)
+    path.write_bytes(data[first_frame:])
+    return path

@@ -7,6 +7,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from .duration import HeaderDuration, header_duration, local_reader
 from .errors import BadInputError
 
 SAMPLE_RATE = 16000
@@ -18,13 +19,25 @@ def too_long(seconds: float, limit: float, what: str = "audio") -> BadInputError
     return BadInputError(f"{what} is {seconds:.1f} s long; the limit is {limit:g} s")
 
 
-def file_duration(path: Path) -> float | None:
-    """The duration soundfile reads from ``path``'s header, or None if it cannot tell."""
+def file_duration(path: Path) -> HeaderDuration | None:
+    """The duration ``path``'s headers state, or None if they do not tell.
+
+    ``duration.header_duration`` reads WAV, FLAC, MP3 and Ogg; libsndfile
+    answers for other formats, but not for an MP3: without a frame count its
+    decoder guesses from the first frame's bit rate, which a variable bit
+    rate makes wrong.
+    """
+    with path.open("rb") as file:
+        found = header_duration(local_reader(file, path.stat().st_size))
+    if found is not None:
+        return found
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError):
         return None
-    return info.frames / info.samplerate if info.samplerate and info.frames > 0 else None
+    if info.format == "MP3" or not info.samplerate or info.frames <= 0:
+        return None
+    return HeaderDuration(info.frames / info.samplerate, info.format.lower())
 
 
 def load_audio(path: Path, max_seconds: float, name: str | None = None) -> np.ndarray:
@@ -32,12 +45,12 @@ def load_audio(path: Path, max_seconds: float, name: str | None = None) -> np.nd
 
     Raises BadInputError when the file is not audio soundfile can decode, holds
     no samples, or is longer than ``max_seconds`` (checked from the header
-    before decoding, and again on the decoded samples).
+    before decoding, see ``file_duration``, and again on the decoded samples).
     """
     label = name or str(path)
-    header_seconds = file_duration(path)
-    if header_seconds is not None and header_seconds > max_seconds:
-        raise too_long(header_seconds, max_seconds, label)
+    header = file_duration(path)
+    if header is not None and header.longer_than(max_seconds):
+        raise too_long(header.seconds, max_seconds, label)
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as exc:

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from .client import Client
 from .errors import AlignError
-from .files import read_lyrics, write_atomically
+from .files import PartialFiles, read_lyrics, write_atomically
 
 COLUMNS = ("source", "lyrics", "language", "name")
 BAR_WIDTH = 30
@@ -167,7 +167,8 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
 
     Returns the summary after printing it to ``stream``. Ctrl-C (KeyboardInterrupt)
     stops taking new songs, prints the summary and returns with ``interrupted``
-    set; songs still in flight are abandoned and their outputs never appear.
+    set; songs still in flight are abandoned: their outputs never appear, and
+    no temporary ``.partial`` file of theirs is left in ``out_dir``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary(total=len(songs))
@@ -181,6 +182,7 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
     pending = summary.total - summary.skipped
     results: queue.SimpleQueue[tuple[Song, str | None, str]] = queue.SimpleQueue()
     stop = threading.Event()
+    partials = PartialFiles()
 
     def work() -> None:
         while not stop.is_set():
@@ -193,12 +195,13 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
                 result = client.align(song.source, read_lyrics(song.lyrics), language=song.language, format=format)
                 if stop.is_set():
                     return
-                write_atomically(song.output(out_dir, format), result.content)
+                write_atomically(song.output(out_dir, format), result.content, partials)
                 results.put((song, None, f"{result.line_count} lines in {time.monotonic() - started:.1f} s"))
-            except AlignError as exc:
-                results.put((song, f"{type(exc).__name__}: {exc}", ""))
-            except Exception as exc:  # one song's unforeseen failure must not stop the others
-                results.put((song, f"unexpected {type(exc).__name__}: {exc}", ""))
+            except Exception as exc:  # one song's failure, foreseen or not, must not stop the others
+                if stop.is_set():
+                    return  # interrupted meanwhile (WriteAbandoned, say): the song is abandoned, not failed
+                unforeseen = "" if isinstance(exc, AlignError) else "unexpected "
+                results.put((song, f"{unforeseen}{type(exc).__name__}: {exc}", ""))
 
     # Daemon threads: after Ctrl-C the process exits without waiting for requests in flight.
     for index in range(min(concurrency, pending)):
@@ -216,6 +219,7 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
             record(*results.get())
     except KeyboardInterrupt:
         stop.set()
+        partials.remove_all()  # writes still in progress never finish: leave no .partial behind
         summary.interrupted = True
         while not results.empty():  # songs that finished before the interrupt was seen
             record(*results.get_nowait())

@@ -100,8 +100,10 @@ def cmd_align_batch(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     server = common.add_argument_group("server (defaults from the environment)")
-    server.add_argument("--url", help="Triton host:port (SOW_QWEN3_TRITON_URL; default 127.0.0.1:8000)")
-    server.add_argument("--protocol", choices=PROTOCOLS, help="http or grpc (SOW_QWEN3_PROTOCOL; default http)")
+    server.add_argument("--url", help="Triton host:port, or http://, https:// or grpc://host:port to choose the "
+                                      "protocol too (SOW_QWEN3_TRITON_URL; default 127.0.0.1:8000)")
+    server.add_argument("--protocol", choices=PROTOCOLS,
+                        help="http or grpc (SOW_QWEN3_PROTOCOL; default: the URL's scheme, else http)")
     server.add_argument("--api-key", help="the server's API key (SOW_QWEN3_API_KEY)")
     server.add_argument("--timeout", type=float, help="seconds per request (SOW_QWEN3_TIMEOUT; default 900)")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress and tracebacks to stderr")

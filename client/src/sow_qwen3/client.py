@@ -8,7 +8,7 @@
 
 The server's tensor contract (model ``qwen3_aligner``): AUDIO FP32 [1, N] mono
 16 kHz, LYRICS BYTES [1, 1], LANGUAGE BYTES [1, 1]; it answers LINE_TEXT,
-LINE_START and LINE_END. Each call opens its own connection and closes it, so
+LINE_START, LINE_END and LANGUAGE_NAME (the language it resolved the hint to). Each call opens its own connection and closes it, so
 calls may run from several threads at once and no idle connection holds up a
 server's shutdown.
 """
@@ -36,7 +36,7 @@ from .sources import fetched_audio
 log = logging.getLogger("sow_qwen3")
 
 MODEL = "qwen3_aligner"
-OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END")
+OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "LANGUAGE_NAME")
 FORMATS = ("lrc", "json")
 CONNECT_TIMEOUT = 10.0
 API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
@@ -44,7 +44,10 @@ API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
 
 @dataclass(frozen=True)
 class AlignResult:
-    """One alignment. ``content`` is the text in the format ``align`` was asked for."""
+    """One alignment. ``content`` is the text in the format ``align`` was asked for.
+
+    ``language`` is the server's name for the language hint ("Chinese" for "zh").
+    """
 
     lines: tuple[Line, ...]
     language: str
@@ -64,6 +67,14 @@ class AlignResult:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """The server's answer for one clip: its timed lines and the language it aligned them as."""
+
+    lines: list[Line]
+    language: str
+
+
+@dataclass(frozen=True)
 class Health:
     live: bool
     ready: bool
@@ -75,7 +86,9 @@ class Client:
     """A configured connection to the aligner service.
 
     Every argument left as None comes from the environment: SOW_QWEN3_TRITON_URL
-    (host:port, default 127.0.0.1:8000), SOW_QWEN3_PROTOCOL (http or grpc),
+    (host:port, default 127.0.0.1:8000; an http://, https:// (TLS) or grpc://
+    URL's scheme chooses the protocol too), SOW_QWEN3_PROTOCOL (http or grpc;
+    default the URL's, else http; ValueError when it contradicts the URL's),
     SOW_QWEN3_API_KEY, SOW_QWEN3_TIMEOUT (seconds per request, default 900),
     SOW_QWEN3_MAX_AUDIO_SECONDS (300), SOW_QWEN3_MAX_DOWNLOAD_BYTES (200 MiB)
     and the SOW_QWEN3_R2_* storage settings (see ``S3Settings``).
@@ -91,12 +104,15 @@ class Client:
     _ssl: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.protocol = (self.protocol or env_text("PROTOCOL") or "http").lower()
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")
-        self.url, self._ssl = server_address(self.url or env_text("TRITON_URL") or DEFAULT_URL)
-        if self._ssl and self.protocol == "grpc":
-            raise ValueError("https:// is for the HTTP protocol; for gRPC give host:port")
+        protocol = (self.protocol or env_text("PROTOCOL") or "").lower()
+        if protocol and protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+        url = self.url or env_text("TRITON_URL") or DEFAULT_URL
+        self.url, named, self._ssl = server_address(url)
+        if protocol and named and protocol != named:
+            raise ValueError(f"the server URL {url!r} means the {named} protocol, but {protocol} was asked for "
+                             "(--protocol or SOW_QWEN3_PROTOCOL): drop one or make them agree")
+        self.protocol = protocol or named or "http"
         self.api_key = self.api_key if self.api_key is not None else env_text("API_KEY")
         self.timeout = self.timeout or env_float("TIMEOUT", DEFAULT_TIMEOUT)
         self.s3 = self.s3 or S3Settings.from_env()
@@ -121,15 +137,16 @@ class Client:
         with fetched_audio(audio_source, s3=self.s3, max_bytes=self.max_download_bytes,
                            max_seconds=self.max_audio_seconds, timeout=self.timeout) as fetched:
             audio = load_audio(fetched.path, self.max_audio_seconds, name=str(audio_source))
-        lines = self.align_samples(audio, lyrics, language)
+        timing = self.align_samples(audio, lyrics, language)
+        lines = timing.lines
         duration = audio.size / SAMPLE_RATE
         log.info("aligned %s: %.1f s of audio, %d lines in %.2f s", audio_source, duration, len(lines),
                  time.monotonic() - started)
-        return AlignResult(tuple(lines), language, duration, format, to_lrc(lines, duration),
-                           to_json_data(lines, duration, language), fetched.header_bytes)
+        return AlignResult(tuple(lines), timing.language, duration, format, to_lrc(lines, duration),
+                           to_json_data(lines, duration, timing.language), fetched.header_bytes)
 
-    def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> list[Line]:
-        """Align 16 kHz mono float32 ``audio`` (already decoded) and return its timed lines."""
+    def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> Timing:
+        """Align 16 kHz mono float32 ``audio`` (already decoded): its timed lines and the language used."""
         with self._connection() as (module, client):
             inputs = request_inputs(module, audio, lyrics, language)
             outputs = [module.InferRequestedOutput(name) for name in OUTPUTS]
@@ -141,7 +158,8 @@ class Client:
         texts = result.as_numpy("LINE_TEXT").reshape(-1)
         starts = result.as_numpy("LINE_START").reshape(-1)
         ends = result.as_numpy("LINE_END").reshape(-1)
-        return [Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)]
+        lines = [Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)]
+        return Timing(lines, _text(result.as_numpy("LANGUAGE_NAME").reshape(-1)[0]))
 
     def health(self) -> Health:
         """Whether the server is live and the aligner model ready (never raises for an unreachable server)."""
@@ -174,14 +192,22 @@ class Client:
             client.close()
 
 
-def server_address(url: str) -> tuple[str, bool]:
-    """``host:port`` and whether to use TLS, from ``host:port`` or an http(s):// or grpc:// URL."""
+# URL scheme -> (protocol, TLS)
+SCHEMES: dict[str, tuple[str, bool]] = {"http": ("http", False), "https": ("http", True), "grpc": ("grpc", False)}
+
+
+def server_address(url: str) -> tuple[str, str | None, bool]:
+    """``host:port``, the protocol the URL's scheme names (None without one) and whether to use TLS.
+
+    Takes ``host:port`` or an http://, https:// or grpc:// URL; ValueError for another scheme.
+    """
     scheme, separator, rest = url.strip().partition("://")
     if not separator:
-        scheme, rest = "", url.strip()
-    if scheme.lower() not in ("", "http", "https", "grpc"):
-        raise ValueError(f"server URL must be host:port or http(s)://host:port; got {url!r}")
-    return rest.rstrip("/"), scheme.lower() == "https"
+        return url.strip().rstrip("/"), None, False
+    if scheme.lower() not in SCHEMES:
+        raise ValueError(f"server URL must be host:port, http://, https:// or grpc://host:port; got {url!r}")
+    protocol, tls = SCHEMES[scheme.lower()]
+    return rest.rstrip("/"), protocol, tls
 
 
 def request_inputs(module, audio: np.ndarray, lyrics: str | bytes, language: str | None) -> list:
@@ -211,8 +237,44 @@ def _text(value: object) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+# What a refusal means, by its status: tritonclient.http reports the HTTP status
+# ("403"), tritonclient.grpc the gRPC code ("StatusCode.PERMISSION_DENIED").
+# The status decides; the message is only ever kept, never parsed, except where
+# Triton gives one status two meanings (GRPC_RESTRICTED, STUB_UNHEALTHY).
+ERROR_BY_STATUS: dict[str, type[AlignError]] = {
+    "400": BadInputError,
+    "StatusCode.INVALID_ARGUMENT": BadInputError,
+    "413": BadInputError,  # over the proxy's request-size cap
+    "StatusCode.RESOURCE_EXHAUSTED": BadInputError,
+    "401": AuthError,
+    "403": AuthError,
+    "StatusCode.UNAUTHENTICATED": AuthError,
+    "StatusCode.PERMISSION_DENIED": AuthError,
+    "404": ServerUnavailableError,  # the model is not loaded
+    "StatusCode.NOT_FOUND": ServerUnavailableError,
+    "502": ServerUnavailableError,  # a proxy in front found no server
+    "503": ServerUnavailableError,  # queue full
+    "504": ServerUnavailableError,
+    "StatusCode.UNAVAILABLE": ServerUnavailableError,
+    "StatusCode.DEADLINE_EXCEEDED": ServerUnavailableError,
+    "500": ServerError,
+    "StatusCode.INTERNAL": ServerError,
+}
+# Triton refuses a gRPC call without the API key as UNAVAILABLE, with this message.
+GRPC_RESTRICTED = "This protocol is restricted"
+# While the supervisor reloads a model whose Python process died, Triton fails the requests the
+# dead process held with 500 / INTERNAL and this message: retry later, like a 503.
+STUB_UNHEALTHY = "is not healthy"
+PREFIX: dict[type[AlignError], str] = {
+    BadInputError: "",
+    AuthError: "the server refused the API key: ",
+    ServerUnavailableError: "the aligner service is unavailable: ",
+    ServerError: "the server failed to align: ",
+}
+
+
 def classify(exc: Exception) -> AlignError:
-    """The typed error for a failed call to the server; its message keeps the server's."""
+    """The typed error for a failed call to the server, decided by its status; its message keeps the server's."""
     from tritonclient.utils import InferenceServerException
 
     if isinstance(exc, AlignError):
@@ -221,21 +283,13 @@ def classify(exc: Exception) -> AlignError:
         return ServerUnavailableError(f"cannot reach the aligner service: {type(exc).__name__}: {exc}")
     message = exc.message() or str(exc)
     status = str(exc.status() or "")
-    lowered = message.lower()
-    if status in ("413", "StatusCode.RESOURCE_EXHAUSTED"):  # over the proxy's request-size cap
-        return BadInputError(message)
-    if "restricted" in lowered or "api-key" in lowered or status in ("401", "403"):
-        return AuthError(f"the server refused the API key: {message}")
-    # While the server reloads a model whose Python process died, Triton answers 500 / INTERNAL
-    # "Stub process ... is not healthy" and then 404 / NOT_FOUND "unknown model": retry later.
-    if "queue" in lowered or "not ready" in lowered or "unknown model" in lowered or "unavailable" in lowered \
-            or "is not healthy" in lowered \
-            or status in ("503", "404", "StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND", "StatusCode.DEADLINE_EXCEEDED"):
-        return ServerUnavailableError(f"the aligner service is unavailable: {message}")
-    if status in ("400", "StatusCode.INVALID_ARGUMENT"):
-        return BadInputError(message)
-    if status in ("500", "StatusCode.INTERNAL"):
-        return ServerError(f"the server failed to align: {message}")
-    if not status or "timed out" in lowered or "connect" in lowered:
+    if not status:  # no answer: the connection failed or timed out
         return ServerUnavailableError(f"cannot reach the aligner service: {message}")
-    return ServerError(f"the server answered {status}: {message}")
+    kind = ERROR_BY_STATUS.get(status)
+    if status == "StatusCode.UNAVAILABLE" and message.startswith(GRPC_RESTRICTED):
+        kind = AuthError
+    if kind is ServerError and STUB_UNHEALTHY in message:
+        kind = ServerUnavailableError
+    if kind is None:
+        return ServerError(f"the server answered {status}: {message}")
+    return kind(PREFIX[kind] + message)

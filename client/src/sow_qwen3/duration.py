@@ -5,8 +5,9 @@
 - WAV: the RIFF ``fmt `` and ``data`` chunk headers (data bytes / byte rate);
 - FLAC: STREAMINFO's total samples and sample rate;
 - MP3: the first frame's Xing/Info (less the LAME tag's encoder delay and
-  padding) or VBRI frame count; without one, an estimate: the audio bytes over
-  the mean frame size in the first block;
+  padding) or VBRI frame count; without one, an estimate (the audio bytes
+  over the mean frame size) when the frames of the first block and of a
+  block in the middle all share one bit rate, else nothing;
 - Ogg Vorbis / Opus: the sample rate from the first page and the granule
   position of the last page, read from the end of the object.
 
@@ -18,9 +19,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 BLOCK_BYTES = 16 * 1024
 OGG_TAIL_BYTES = 64 * 1024  # an Ogg page is at most 65307 bytes: the last page header is in here
+ESTIMATE_MARGIN = 1.05  # an estimated duration counts as too long only when it is 5 % over
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,10 @@ class HeaderDuration:
     seconds: float
     format: str
     exact: bool = True
+
+    def longer_than(self, limit: float) -> bool:
+        """Whether this says the audio is past ``limit`` seconds: at all when exact, by ESTIMATE_MARGIN when estimated."""
+        return self.seconds > limit * (1 if self.exact else ESTIMATE_MARGIN)
 
 
 class RangeReader:
@@ -67,6 +74,15 @@ class RangeReader:
         """The last ``length`` bytes (fewer for a smaller object) and their offset."""
         start = max(0, self.size - length)
         return start, self.read(start, self.size - start)
+
+
+def local_reader(file: BinaryIO, size: int) -> RangeReader:
+    """A RangeReader over an open local file of ``size`` bytes."""
+    def fetch(start: int, end: int) -> bytes:
+        file.seek(start)
+        return file.read(end - start + 1)
+
+    return RangeReader(fetch, size)
 
 
 def header_duration(reader: RangeReader) -> HeaderDuration | None:
@@ -134,6 +150,7 @@ MP3_BITRATES = {  # kbit/s by bitrate index, layer III
 }
 MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 MP3_SYNC_SEARCH = 4096  # bytes after the ID3 tag in which the first frame must start
+MP3_CHAIN = 3  # consecutive frames that show a sync found mid-stream is a real frame
 
 
 @dataclass(frozen=True)
@@ -177,7 +194,7 @@ def _mp3(reader: RangeReader, start: int) -> HeaderDuration | None:
     return None
 
 
-def _mp3_duration(reader: RangeReader, frame: _Mp3Frame) -> HeaderDuration:
+def _mp3_duration(reader: RangeReader, frame: _Mp3Frame) -> HeaderDuration | None:
     body = reader.read(frame.offset, frame.length)
     side_info = (17 if frame.mono else 32) if frame.version == 3 else (9 if frame.mono else 17)
     xing = body[4 + side_info:]
@@ -189,17 +206,42 @@ def _mp3_duration(reader: RangeReader, frame: _Mp3Frame) -> HeaderDuration:
     if vbri[:4] == b"VBRI":
         frames = struct.unpack(">I", vbri[14:18])[0]
         return HeaderDuration(frames * frame.samples / frame.rate, "mp3")
-    return HeaderDuration(_mp3_estimate(reader, frame), "mp3", exact=False)
+    estimate = _mp3_estimate(reader, frame)
+    return None if estimate is None else HeaderDuration(estimate, "mp3", exact=False)
 
 
-def _mp3_estimate(reader: RangeReader, first: _Mp3Frame) -> float:
-    """Seconds of a stream without a frame count: its size over the mean frame size of its first block."""
-    sample = reader.read(first.offset, BLOCK_BYTES)
-    at, frames = 0, 0
-    while (frame := _mp3_frame(sample, at, first.offset)) is not None and at + frame.length <= len(sample):
-        at, frames = at + frame.length, frames + 1
-    frame_bytes = at / frames if frames else first.length
+def _mp3_estimate(reader: RangeReader, first: _Mp3Frame) -> float | None:
+    """Seconds of a stream without a frame count: its size over its frame size, if its bit rate is constant.
+
+    Samples the frames of the first block and of a block in the middle of the
+    object. Only when both hold frames and every one has the first frame's
+    bit rate does the size tell the duration; a variable bit rate (a quiet
+    intro encoded at a low rate, say) makes any estimate wrong, so then None:
+    the headers do not say.
+    """
+    head = _mp3_frames(reader, first.offset, first)
+    middle_block = (first.offset + (reader.size - first.offset) // 2) // reader.block * reader.block
+    middle = _mp3_frames(reader, middle_block, first)
+    sampled = head + middle
+    if not head or not middle or any(frame.bitrate != first.bitrate for frame in sampled):
+        return None
+    frame_bytes = sum(frame.length for frame in sampled) / len(sampled)
     return (reader.size - first.offset) / frame_bytes * first.samples / first.rate
+
+
+def _mp3_frames(reader: RangeReader, offset: int, like: _Mp3Frame) -> list[_Mp3Frame]:
+    """The whole frames in the block at ``offset``, from the first of MP3_CHAIN consecutive ones
+    of ``like``'s MPEG version and sample rate (so that a false sync is not taken for a frame)."""
+    data = reader.read(offset, reader.block)
+    for start in range(min(len(data), MP3_SYNC_SEARCH)):
+        frames, at = [], start
+        while (frame := _mp3_frame(data, at, offset)) is not None and at + frame.length <= len(data) \
+                and (frame.version, frame.rate) == (like.version, like.rate):
+            frames.append(frame)
+            at += frame.length
+        if len(frames) >= MP3_CHAIN:
+            return frames
+    return []
 
 
 def _lame_gap(xing: bytes, flags: int) -> int:

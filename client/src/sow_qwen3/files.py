@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
-import tempfile
+import threading
 from pathlib import Path
 
 from .errors import BadInputError
@@ -24,14 +25,70 @@ def read_lyrics(path: str | Path) -> str:
         raise BadInputError(f"the lyrics file {path} is not valid UTF-8 (bad byte at offset {exc.start})") from None
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` so that ``path`` holds either all of it or what it held before."""
+class WriteAbandoned(Exception):
+    """A write was asked for after ``PartialFiles.remove_all``."""
+
+
+class PartialFiles:
+    """The temporary ``.partial`` files of writes in progress, so an interrupted run can remove them.
+
+    Safe to share between threads. After ``remove_all`` no new one is
+    created: ``create`` raises WriteAbandoned.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paths: set[Path] = set()
+        self._closed = False
+
+    def create(self, path: Path) -> tuple[Path, int]:
+        """A new empty temporary file beside ``path`` and its open descriptor.
+
+        Its mode is 0666 less the process's umask, as for any new file, so the
+        finished output gets that mode too.
+        """
+        with self._lock:
+            if self._closed:
+                raise WriteAbandoned(f"not writing {path}: the run was interrupted")
+            while True:
+                temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
+                try:
+                    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                except FileExistsError:
+                    continue
+                self._paths.add(temporary)
+                return temporary, handle
+
+    def forget(self, temporary: Path) -> None:
+        """``temporary`` was renamed into place or removed: nothing to clean up."""
+        with self._lock:
+            self._paths.discard(temporary)
+
+    def remove_all(self) -> None:
+        """Delete every temporary file still being written and refuse new ones."""
+        with self._lock:
+            self._closed = True
+            for temporary in self._paths:
+                temporary.unlink(missing_ok=True)
+            self._paths.clear()
+
+
+def write_atomically(path: Path, text: str, partials: PartialFiles | None = None) -> None:
+    """Write ``text`` (UTF-8) to ``path`` so that ``path`` holds either all of it or what it held before.
+
+    The text goes to a temporary ``.partial`` file in the same folder, renamed
+    over ``path`` when complete; ``partials``, when given, tracks it meanwhile.
+    The new file's mode honours the umask.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    partials = partials or PartialFiles()
+    temporary, handle = partials.create(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
             out.write(text)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    finally:
+        partials.forget(temporary)

@@ -28,7 +28,6 @@ from .errors import AuthError, BadInputError, ServerUnavailableError
 from .settings import S3Settings
 
 CHUNK_BYTES = 1024 * 1024
-ESTIMATE_MARGIN = 1.05  # an MP3 without a frame count is refused early only when its estimate is 5 % over
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,7 @@ def early_duration(remote: RemoteObject, size: int, max_seconds: float) -> tuple
         found = header_duration(reader)
     except _NoRanges:
         return None, reader.fetched
-    if found is not None and found.seconds > max_seconds * (1 if found.exact else ESTIMATE_MARGIN):
+    if found is not None and found.longer_than(max_seconds):
         error = too_long(found.seconds, max_seconds, remote.name)
         error.args = (f"{error.args[0]} (from its {found.format} header: read {reader.fetched} of {size} bytes)",)
         raise error

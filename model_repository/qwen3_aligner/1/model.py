@@ -121,7 +121,7 @@ class TritonPythonModel:
             language = resolve_language(one_string(_optional_input(request, "LANGUAGE"), "LANGUAGE"))
             result = self.engine.align(clip, text_lines, language)
             lines = len(text_lines)
-            response = self._response(text_lines, result)
+            response = self._response(text_lines, result, language)
             outcome = "ok"
         except InvalidRequest as exc:
             outcome = "bad_input"
@@ -139,9 +139,10 @@ class TritonPythonModel:
         )
         return response
 
-    def _response(self, text_lines: list[str], result) -> "pb_utils.InferenceResponse":
+    def _response(self, text_lines: list[str], result, language: str) -> "pb_utils.InferenceResponse":
         """The response tensors, each with the batch dimension of 1."""
         values = {
+            "LANGUAGE_NAME": [language],
             "LINE_TEXT": text_lines,
             "LINE_START": result.lines.starts,
             "LINE_END": result.lines.ends,

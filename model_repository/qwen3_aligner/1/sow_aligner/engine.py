@@ -3,7 +3,9 @@
 This is the only module of the package that needs torch and qwen-asr. It
 runs the same computation as ``Qwen3ForcedAligner.align`` for one clip (same
 prompt, same processor, same forward pass, same monotonic repair and
-rounding), with the per-request waste removed: the text is split into units
+rounding; with the default windowed encoder attention, the forward pass is
+stock's on CPU only for clips of one 8 s window, see encoder_windows), with
+the per-request waste removed: the text is split into units
 once, per line, so units map to lines without a second tokenisation, and the
 forward pass keeps no KV cache.
 """
@@ -29,7 +31,7 @@ from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
 from .line_timing import LineTimes, clamp, line_times  # noqa: E402
 from .settings import (  # noqa: E402
-    Settings, cgroup_memory_limit, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
+    Settings, cgroup_memory_limit, check_audio_limit, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
 )
 from .timestamps import fix_timestamp  # noqa: E402
 from .validation import SAMPLE_RATE  # noqa: E402
@@ -113,7 +115,8 @@ class AlignmentEngine:
         """Load the checkpoint at ``settings.model_path`` onto the resolved device.
 
         Raises ModelLoadError (path and problem in the message) when the
-        directory is missing or broken, or SettingsError for a bad setting.
+        directory is missing or broken, or SettingsError for a bad setting
+        (including a ``max_audio_seconds`` past what the model can time).
         """
         path = settings.model_path
         check_model_dir(path)
@@ -136,6 +139,7 @@ class AlignmentEngine:
         classify_num = aligner.model.config.thinker_config.classify_num
         if head != classify_num:
             raise ModelLoadError(f"model directory {path}: timestamp head has {head} classes, config says {classify_num}")
+        check_audio_limit(settings.max_audio_seconds, classify_num, aligner.timestamp_segment_time)
         aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)

@@ -90,6 +90,25 @@ def _bad(key: str, value: str, expected: str) -> str:
     return f"setting {key} (env {PARAMETERS[key]}) is {value!r}; expected {expected}"
 
 
+def check_audio_limit(max_audio_seconds: float, classify_num: int, segment_ms: float) -> None:
+    """Refuse a ``max_audio_seconds`` longer than one forward pass can time.
+
+    The timestamp head places every time in one of ``classify_num`` classes of
+    ``segment_ms`` milliseconds (5000 x 80 ms for Qwen3-ForcedAligner-0.6B),
+    so no time past classify_num x segment_ms (400 s) can be expressed:
+    longer audio would get silently wrong times. This is the one place that
+    decides the ceiling. Raises SettingsError naming the setting, its
+    variable, the ceiling and why.
+    """
+    ceiling = classify_num * segment_ms / 1000.0
+    if max_audio_seconds > ceiling:
+        raise SettingsError(_bad(
+            "max_audio_seconds", f"{max_audio_seconds:g}",
+            f"at most {ceiling:g} s: the model's timestamp head has {classify_num} classes of {segment_ms:g} ms, "
+            f"so it cannot place a time past {ceiling:g} s and longer audio would get wrong times",
+        ))
+
+
 def resolve_device(
     requested: str,
     instance_kind: str,
