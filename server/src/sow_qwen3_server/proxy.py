@@ -114,9 +114,7 @@ def prepare(settings: ProxySettings, runtime_dir: Path) -> list[str]:
 
 
 def default_max_body_size() -> int:
-    """Just above a clip at the model's audio limit plus lyrics (the limit from config.pbtxt or its variable)."""
-    if os.environ.get("SOW_QWEN3_MAX_AUDIO_SECONDS"):
-        return max_input_bytes(float(os.environ["SOW_QWEN3_MAX_AUDIO_SECONDS"]))
+    """Just above a clip at the model's audio limit plus lyrics (the limit as the launcher reads it)."""
     repository = find_model_repository(os.environ.get("SOW_QWEN3_MODEL_REPOSITORY") or None)
     return max_input_bytes(max_audio_seconds(repository))
 
