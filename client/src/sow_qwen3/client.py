@@ -8,9 +8,10 @@
 
 The server's tensor contract (model ``qwen3_aligner``): AUDIO FP32 [1, N] mono
 16 kHz, LYRICS BYTES [1, 1], LANGUAGE BYTES [1, 1]; it answers LINE_TEXT,
-LINE_START and LINE_END. Each call opens its own connection and closes it, so
-calls may run from several threads at once and no idle connection holds up a
-server's shutdown.
+LINE_START and LINE_END (the sung lines), SKIPPED_TEXT and SKIPPED_LINE (the
+lyric lines not sung: section markers, repeat notation). Each call opens its
+own connection and closes it, so calls may run from several threads at once
+and no idle connection holds up a server's shutdown.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np
 from .audio import SAMPLE_RATE, load_audio
 from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
 from .files import read_lyrics
-from .formats import Line, to_json, to_json_data, to_lrc
+from .formats import Line, Skipped, to_json, to_json_data, to_lrc
 from .settings import (
     DEFAULT_TIMEOUT, DEFAULT_URL, MAX_AUDIO_SECONDS, MAX_DOWNLOAD_BYTES, PROTOCOLS, S3Settings, env_float, env_text,
 )
@@ -36,7 +37,7 @@ from .sources import fetched_audio
 log = logging.getLogger("sow_qwen3")
 
 MODEL = "qwen3_aligner"
-OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END")
+OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "SKIPPED_TEXT", "SKIPPED_LINE")
 FORMATS = ("lrc", "json")
 CONNECT_TIMEOUT = 10.0
 API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
@@ -53,6 +54,7 @@ class AlignResult:
     lrc_content: str
     json_data: dict
     header_bytes: int = 0  # bytes read from a remote object for the early duration check
+    skipped: tuple[Skipped, ...] = ()  # lyric lines not sung: section markers, repeat notation
 
     @property
     def line_count(self) -> int:
@@ -121,15 +123,19 @@ class Client:
         with fetched_audio(audio_source, s3=self.s3, max_bytes=self.max_download_bytes,
                            max_seconds=self.max_audio_seconds, timeout=self.timeout) as fetched:
             audio = load_audio(fetched.path, self.max_audio_seconds, name=str(audio_source))
-        lines = self.align_samples(audio, lyrics, language)
+        lines, skipped = self._infer(audio, lyrics, language)
         duration = audio.size / SAMPLE_RATE
         log.info("aligned %s: %.1f s of audio, %d lines in %.2f s", audio_source, duration, len(lines),
                  time.monotonic() - started)
         return AlignResult(tuple(lines), language, duration, format, to_lrc(lines, duration),
-                           to_json_data(lines, duration, language), fetched.header_bytes)
+                           to_json_data(lines, duration, language, skipped), fetched.header_bytes, tuple(skipped))
 
     def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> list[Line]:
         """Align 16 kHz mono float32 ``audio`` (already decoded) and return its timed lines."""
+        return self._infer(audio, lyrics, language)[0]
+
+    def _infer(self, audio: np.ndarray, lyrics: str, language: str) -> tuple[list[Line], list[Skipped]]:
+        """One request to the server: the timed lines, and the lyric lines it did not time."""
         with self._connection() as (module, client):
             inputs = request_inputs(module, audio, lyrics, language)
             outputs = [module.InferRequestedOutput(name) for name in OUTPUTS]
@@ -141,7 +147,9 @@ class Client:
         texts = result.as_numpy("LINE_TEXT").reshape(-1)
         starts = result.as_numpy("LINE_START").reshape(-1)
         ends = result.as_numpy("LINE_END").reshape(-1)
-        return [Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)]
+        skipped = zip(result.as_numpy("SKIPPED_LINE").reshape(-1), result.as_numpy("SKIPPED_TEXT").reshape(-1))
+        return ([Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)],
+                [Skipped(int(index), _text(text)) for index, text in skipped])
 
     def health(self) -> Health:
         """Whether the server is live and the aligner model ready (never raises for an unreachable server)."""
