@@ -108,9 +108,7 @@ def classify_line(line: str) -> LineKind:
     count = _count(folded)
     if count is not None:
         return RepeatLine(count)
-    body, count = _split_trailing_count(folded)
-    if not body:
-        return RepeatLine(count or 1)
+    body, count = _split_trailing_count(folded)  # body is not empty: a lone COUNT was caught above
     marker = _marker(body, count)
     if marker is not None:
         return marker
@@ -118,7 +116,7 @@ def classify_line(line: str) -> LineKind:
 
 
 def _fold(line: str) -> str:
-    """``line`` with full-width brackets, colon and digits in ASCII form, character for character."""
+    """``line`` with full-width brackets, colon and digits in ASCII form and 【】 as [], character for character."""
     return "".join(
         unicodedata.normalize("NFKC", char) if char in _FULL_WIDTH else char for char in line
     ).replace("【", "[").replace("】", "]")
@@ -135,6 +133,7 @@ def _count(text: str) -> int | None:
 
 
 def _number(text: str) -> int:
+    """The value of digits or of a Chinese numeral 一 to 九十九 (两 = 2)."""
     if text.isdigit():
         return int(text)
     tens, ten, ones = text.partition("十")
@@ -188,6 +187,7 @@ def _key(name: str) -> str:
 
 
 def _product(first: int | None, second: int | None) -> int | None:
+    """Two counts found on one marker multiply; None is no count."""
     if first is None or second is None:
         return first if second is None else second
     return first * second

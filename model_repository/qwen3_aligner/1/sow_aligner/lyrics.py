@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import InvalidRequest
-from .lyric_notation import RepeatLine, SectionMarker, SungText, classify_line
+from .lyric_notation import RepeatLine, SectionMarker, classify_line
 
 MAX_REPEAT = 20  # the most times one notation may sing a line, block or section
 MAX_SUNG_LINES = 5000  # far above any song; stops a request from expanding without bound
