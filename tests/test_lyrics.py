@@ -174,7 +174,8 @@ def test_only_the_last_trailing_count_is_notation():
     ("[Chorus x50]\nA", 1, 50), ("A\nrepeat 99 times", 2, 99),
 ])
 def test_absurd_counts_are_refused_naming_the_line(text, line_number, count):
-    with pytest.raises(InvalidRequest, match=rf"LYRICS line {line_number} .* asks for {count} repeats; .* 1 to {MAX_REPEAT} times"):
+    message = rf"LYRICS line {line_number} .* asks for {count} repeats; .* 1 to {MAX_REPEAT} times"
+    with pytest.raises(InvalidRequest, match=message):
         sung_lines(text)
 
 
