@@ -76,3 +76,22 @@ def test_bad_requests_in_a_batch_leave_the_others_intact(triton_server):
             assert outcome == alone[index]
         else:
             assert isinstance(outcome, InferenceServerException) and outcome.status() == "400", outcome
+
+
+def test_a_bad_repeat_count_in_a_batch_leaves_the_others_intact(triton_server):
+    url = triton_server.http_url
+    notated = (REQUESTS[4][0], "[Chorus]\n" + TEXTS[0] + "\n\n[Verse]\n如鹿切慕溪水 (x2)\n\n[Chorus]")
+    absurd = (REQUESTS[5][0], "奇异恩典 ×1000")
+    mixed = [REQUESTS[0], absurd, notated, absurd, REQUESTS[3]]
+    alone = {i: align_http(url, *mixed[i]) for i in (0, 2, 4)}
+    inferred, executed = execution_counts(url)
+    together = send_together(url, mixed)
+    inferred_after, executed_after = execution_counts(url)
+    assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
+    assert len(alone[2].text) == 6, alone[2].text  # the chorus twice, the verse line twice
+    for index, outcome in enumerate(together):
+        if index in alone:
+            assert outcome == alone[index]
+        else:
+            assert isinstance(outcome, InferenceServerException) and outcome.status() == "400", outcome
+            assert "asks for 1000 repeats" in outcome.message()

@@ -13,7 +13,7 @@ import pytest
 from server_process import free_ports
 from support.audio import noise, speech, write_clip
 from support.infer import API_KEY, Lines, align_grpc, align_http
-from sow_qwen3 import AuthError, BadInputError, Client, Health, ServerUnavailableError
+from sow_qwen3 import AuthError, BadInputError, Client, Health, ServerUnavailableError, Skipped
 from sow_qwen3.audio import load_audio
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
@@ -70,6 +70,22 @@ def test_json_carries_the_servers_lines(client, keyed_server, s3_store, song):
     assert [(line["text"], line["start"], line["end"]) for line in data["lines"]] == [
         (text, round(start, 3), round(end, 3)) for text, start, end in zip(expected.text, expected.start, expected.end)]
     assert result.content.startswith("{\n") and '"version": 1' in result.content
+
+
+def test_markers_never_reach_the_lrc_and_the_json_lists_them(client, keyed_server, song):
+    lyrics = "[Verse 1]\n奇异恩典 何等甘甜 (x2)\n\n[Chorus]\n我罪已得赦免\n\n[Chorus]\n"
+    sung = ["奇异恩典 何等甘甜"] * 2 + ["我罪已得赦免"] * 2
+    skipped = (Skipped(0, "[Verse 1]"), Skipped(3, "[Chorus]"), Skipped(6, "[Chorus]"))
+    expected = server_lines(keyed_server, song, lyrics)
+    assert expected.text == sung
+    as_lrc = client.align(str(song), lyrics)
+    _, rows = lrc_rows(as_lrc.lrc_content)  # every row after the length tag is a [mm:ss.xx] stamp
+    assert rows == [(f"{start:.2f}", text) for start, text in zip(expected.start, sung)]
+    assert "[Chorus]" not in as_lrc.lrc_content and "[Verse 1]" not in as_lrc.lrc_content
+    as_json = client.align(str(song), lyrics, format="json")
+    assert as_json.skipped == as_lrc.skipped == skipped
+    assert as_json.json_data["skipped"] == [{"index": item.index, "text": item.text} for item in skipped]
+    assert [line["text"] for line in as_json.json_data["lines"]] == sung
 
 
 def test_grpc_gives_the_same_lines_as_http(client, keyed_server, http_files, song):

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sow_qwen3.formats import Line, centiseconds, to_json, to_json_data, to_lrc
+from sow_qwen3.formats import Line, Skipped, centiseconds, to_json, to_json_data, to_lrc
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -37,7 +37,14 @@ def test_json_matches_golden():
 def test_no_lines_gives_only_the_length_tag():
     assert to_lrc([], 61.4) == "[length: 01:01]\n"
     assert to_json_data([], 61.4, "English") == {"version": 1, "language": "English", "duration_seconds": 61.4,
-                                                  "line_count": 0, "lines": []}
+                                                  "line_count": 0, "lines": [], "skipped": []}
+
+
+def test_json_lists_the_skipped_lyric_lines_after_the_lines():
+    data = to_json_data(SONG[:1], DURATION, "Chinese", [Skipped(0, "[Verse 1]"), Skipped(3, "(x2)")])
+    assert list(data) == ["version", "language", "duration_seconds", "line_count", "lines", "skipped"]
+    assert data["skipped"] == [{"index": 0, "text": "[Verse 1]"}, {"index": 3, "text": "(x2)"}]
+    assert data["line_count"] == 1
 
 
 STAMP = re.compile(r"^\[(\d\d):(\d\d)\.(\d\d)\](.*)$")
@@ -75,6 +82,6 @@ def test_centiseconds_agree_with_string_formatting(value):
 
 def test_json_is_valid_utf8_json_with_documented_keys():
     data = json.loads(to_json(to_json_data(SONG, DURATION, "Chinese")))
-    assert list(data) == ["version", "language", "duration_seconds", "line_count", "lines"]
+    assert list(data) == ["version", "language", "duration_seconds", "line_count", "lines", "skipped"]
     assert [list(line) for line in data["lines"]] == [["index", "text", "start", "end"]] * len(SONG)
     assert data["line_count"] == len(data["lines"]) == len(SONG)

@@ -7,10 +7,10 @@ the command line on top of it (``sow_qwen3.cli``).
 """
 from .client import AlignResult, Client, Health
 from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
-from .formats import Line
+from .formats import Line, Skipped
 from .settings import S3Settings
 
 __all__ = [
-    "AlignError", "AlignResult", "AuthError", "BadInputError", "Client", "Health", "Line", "S3Settings",
+    "AlignError", "AlignResult", "AuthError", "BadInputError", "Client", "Health", "Line", "S3Settings", "Skipped",
     "ServerError", "ServerUnavailableError",
 ]

@@ -8,7 +8,9 @@
 
 The server's tensor contract (model ``qwen3_aligner``): AUDIO FP32 [1, N] mono
 16 kHz, LYRICS BYTES [1, 1], LANGUAGE BYTES [1, 1]; it answers LINE_TEXT,
-LINE_START, LINE_END and LANGUAGE_NAME (the language it resolved the hint to). Each call opens its own connection and closes it, so
+LINE_START, LINE_END (the sung lines), LANGUAGE_NAME (the language it resolved
+the hint to), SKIPPED_TEXT and SKIPPED_LINE (the lyric lines not sung: section
+markers, repeat notation). Each call opens its own connection and closes it, so
 calls may run from several threads at once and no idle connection holds up a
 server's shutdown.
 """
@@ -27,7 +29,7 @@ import numpy as np
 from .audio import SAMPLE_RATE, load_audio
 from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
 from .files import read_lyrics
-from .formats import Line, to_json, to_json_data, to_lrc
+from .formats import Line, Skipped, to_json, to_json_data, to_lrc
 from .settings import (
     DEFAULT_TIMEOUT, DEFAULT_URL, MAX_AUDIO_SECONDS, MAX_DOWNLOAD_BYTES, PROTOCOLS, S3Settings, env_float, env_text,
 )
@@ -36,7 +38,7 @@ from .sources import fetched_audio
 log = logging.getLogger("sow_qwen3")
 
 MODEL = "qwen3_aligner"
-OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "LANGUAGE_NAME")
+OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "LANGUAGE_NAME", "SKIPPED_TEXT", "SKIPPED_LINE")
 FORMATS = ("lrc", "json")
 CONNECT_TIMEOUT = 10.0
 API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
@@ -56,6 +58,7 @@ class AlignResult:
     lrc_content: str
     json_data: dict
     header_bytes: int = 0  # bytes read from a remote object for the early duration check
+    skipped: tuple[Skipped, ...] = ()  # lyric lines not sung: section markers, repeat notation
 
     @property
     def line_count(self) -> int:
@@ -68,10 +71,12 @@ class AlignResult:
 
 @dataclass(frozen=True)
 class Timing:
-    """The server's answer for one clip: its timed lines and the language it aligned them as."""
+    """The server's answer for one clip: its timed lines, the language it aligned them as, and the
+    lyric lines it did not time (section markers, repeat notation)."""
 
     lines: list[Line]
     language: str
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -143,10 +148,12 @@ class Client:
         log.info("aligned %s: %.1f s of audio, %d lines in %.2f s", audio_source, duration, len(lines),
                  time.monotonic() - started)
         return AlignResult(tuple(lines), timing.language, duration, format, to_lrc(lines, duration),
-                           to_json_data(lines, duration, timing.language), fetched.header_bytes)
+                           to_json_data(lines, duration, timing.language, timing.skipped), fetched.header_bytes,
+                           tuple(timing.skipped))
 
     def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> Timing:
-        """Align 16 kHz mono float32 ``audio`` (already decoded): its timed lines and the language used."""
+        """Align 16 kHz mono float32 ``audio`` (already decoded): its timed lines, the language used
+        and the lyric lines not timed."""
         with self._connection() as (module, client):
             inputs = request_inputs(module, audio, lyrics, language)
             outputs = [module.InferRequestedOutput(name) for name in OUTPUTS]
@@ -158,8 +165,10 @@ class Client:
         texts = result.as_numpy("LINE_TEXT").reshape(-1)
         starts = result.as_numpy("LINE_START").reshape(-1)
         ends = result.as_numpy("LINE_END").reshape(-1)
+        skipped = zip(result.as_numpy("SKIPPED_LINE").reshape(-1), result.as_numpy("SKIPPED_TEXT").reshape(-1))
         lines = [Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)]
-        return Timing(lines, _text(result.as_numpy("LANGUAGE_NAME").reshape(-1)[0]))
+        return Timing(lines, _text(result.as_numpy("LANGUAGE_NAME").reshape(-1)[0]),
+                      [Skipped(int(index), _text(text)) for index, text in skipped])
 
     def health(self) -> Health:
         """Whether the server is live and the aligner model ready (never raises for an unreachable server)."""

@@ -8,10 +8,13 @@ line's, so rounding cannot reorder lines.
 JSON (``JSON_VERSION`` 1), keys in this order::
 
     {"version": 1, "language": "Chinese", "duration_seconds": 212.48, "line_count": 2,
-     "lines": [{"index": 0, "text": "...", "start": 12.34, "end": 15.6}, ...]}
+     "lines": [{"index": 0, "text": "...", "start": 12.34, "end": 15.6}, ...],
+     "skipped": [{"index": 0, "text": "[Verse 1]"}, ...]}
 
 ``start`` and ``end`` are seconds rounded to the millisecond; ``index`` counts
-the timed (non-blank) lyric lines from 0.
+the timed lines from 0 (each sung occurrence of a repeated line is one).
+``skipped`` lists the lyric lines that are not sung (section markers, repeat
+lines), each with its 0-based line number in the lyrics as sent.
 """
 from __future__ import annotations
 
@@ -30,6 +33,14 @@ class Line:
     text: str
     start: float
     end: float
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A lyric line the server did not time (a section marker or a repeat line) and its 0-based line number."""
+
+    index: int
+    text: str
 
 
 def centiseconds(seconds: float) -> int:
@@ -53,7 +64,8 @@ def to_lrc(lines: Sequence[Line], duration_seconds: float) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_json_data(lines: Sequence[Line], duration_seconds: float, language: str) -> dict:
+def to_json_data(lines: Sequence[Line], duration_seconds: float, language: str,
+                 skipped: Sequence[Skipped] = ()) -> dict:
     """The JSON document as a dict (see the module docstring for its shape)."""
     return {
         "version": JSON_VERSION,
@@ -62,6 +74,7 @@ def to_json_data(lines: Sequence[Line], duration_seconds: float, language: str) 
         "line_count": len(lines),
         "lines": [{"index": index, "text": line.text, "start": round(line.start, 3), "end": round(line.end, 3)}
                   for index, line in enumerate(lines)],
+        "skipped": [{"index": item.index, "text": item.text} for item in skipped],
     }
 
 

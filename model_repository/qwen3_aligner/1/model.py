@@ -19,7 +19,7 @@ import triton_python_backend_utils as pb_utils
 from sow_aligner import settings as sow_settings
 from sow_aligner.errors import InvalidRequest
 from sow_aligner.languages import resolve_language
-from sow_aligner.lyrics import split_lines
+from sow_aligner.lyrics import SungLyrics, sung_lines
 from sow_aligner.validation import check_duration, one_clip, one_string
 
 log = logging.getLogger("qwen3_aligner")
@@ -114,14 +114,11 @@ class TritonPythonModel:
             clip = one_clip(pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy())
             seconds = clip.shape[0] / 16000
             check_duration(clip.shape[0], self.max_audio_seconds)
-            lyrics = one_string(_optional_input(request, "LYRICS"), "LYRICS")
-            text_lines = split_lines(lyrics or "")
-            if not text_lines:
-                raise InvalidRequest("LYRICS is empty: send the song's lyrics, one lyric line per text line")
+            lyrics = sung_lines(one_string(_optional_input(request, "LYRICS"), "LYRICS") or "")
             language = resolve_language(one_string(_optional_input(request, "LANGUAGE"), "LANGUAGE"))
-            result = self.engine.align(clip, text_lines, language)
-            lines = len(text_lines)
-            response = self._response(text_lines, result, language)
+            result = self.engine.align(clip, lyrics.lines, language)
+            lines = len(lyrics.lines)
+            response = self._response(lyrics, result, language)
             outcome = "ok"
         except InvalidRequest as exc:
             outcome = "bad_input"
@@ -139,17 +136,19 @@ class TritonPythonModel:
         )
         return response
 
-    def _response(self, text_lines: list[str], result, language: str) -> "pb_utils.InferenceResponse":
+    def _response(self, lyrics: SungLyrics, result, language: str) -> "pb_utils.InferenceResponse":
         """The response tensors, each with the batch dimension of 1."""
         values = {
             "LANGUAGE_NAME": [language],
-            "LINE_TEXT": text_lines,
+            "LINE_TEXT": lyrics.lines,
             "LINE_START": result.lines.starts,
             "LINE_END": result.lines.ends,
             "UNIT_TEXT": result.unit_text,
             "UNIT_START": result.unit_start,
             "UNIT_END": result.unit_end,
             "UNIT_LINE": result.unit_line,
+            "SKIPPED_TEXT": [skipped.text for skipped in lyrics.skipped],
+            "SKIPPED_LINE": [skipped.index for skipped in lyrics.skipped],
         }
         tensors = []
         for name, dtype in self.output_types.items():
