@@ -39,7 +39,7 @@ RUN groupadd --gid 10001 aligner \
  && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin aligner
 COPY --from=build /opt/venv /opt/venv
 # Owned by root, so the server cannot change its own code.
-COPY scripts/serve.py scripts/triton_supervisor.py /app/scripts/
+COPY scripts/serve.py scripts/triton_supervisor.py scripts/download_model.py /app/scripts/
 COPY model_repository/ /app/model_repository/
 WORKDIR /app
 # The venv's python first on PATH: the Python backend stub finds its

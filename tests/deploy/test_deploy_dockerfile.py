@@ -78,7 +78,8 @@ def test_image_holds_code_but_never_weights():
               if line.strip() and not line.startswith("#")]
     # Everything is excluded first, and only files the Dockerfile copies come back.
     assert ignore[0] == "*"
-    allowed = {"requirements/server.txt", "requirements/constraints.txt", "scripts/serve.py", "model_repository/"}
+    allowed = {"requirements/server.txt", "requirements/constraints.txt", "scripts/serve.py", "scripts/download_model.py",
+               "model_repository/"}
     assert {line[1:] for line in ignore if line.startswith("!")} == allowed
 
 
