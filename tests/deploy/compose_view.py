@@ -103,7 +103,7 @@ def _merge(base: Any, override: Any) -> Any:
     return override
 
 
-def _config_from_yaml(files: list[Path]) -> dict:
+def config_from_yaml(files: list[Path]) -> dict:
     merged: dict = {}
     for path in files:
         merged = _merge(merged, yaml.safe_load(path.read_text()))
@@ -144,7 +144,7 @@ def _healthcheck(spec: dict | None) -> Healthcheck | None:
     )
 
 
-def _container(name: str, service: dict) -> ComposeContainer:
+def normalise_service(name: str, service: dict) -> ComposeContainer:
     resources = service.get("deploy", {}).get("resources", {})
     limits = resources.get("limits", {})
     environment = service.get("environment", {})
@@ -172,8 +172,8 @@ def compose_containers(gpu: bool = False) -> tuple[dict[str, ComposeContainer], 
     """Every service of docker-compose.yml (plus the GPU override), and which reader produced them."""
     files = [COMPOSE, COMPOSE_GPU] if gpu else [COMPOSE]
     command = compose_command()
-    config = _config_from_cli(command, files) if command else _config_from_yaml(files)
-    services = {name: _container(name, service) for name, service in config["services"].items()}
+    config = _config_from_cli(command, files) if command else config_from_yaml(files)
+    services = {name: normalise_service(name, service) for name, service in config["services"].items()}
     return services, "compose config" if command else "PyYAML"
 
 

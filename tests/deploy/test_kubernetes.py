@@ -121,7 +121,7 @@ def test_every_object_file_is_applied_or_documented():
     deploy_doc = (REPO / "docs" / "deploy.md").read_text()
     for path in manifest_files():
         if path in STANDALONE:
-            assert str(path.relative_to(REPO)) in deploy_doc, f"{path} is not explained in docs/deploy.md"
+            assert f"`{path.relative_to(KUBE)}`" in deploy_doc, f"{path} is not explained in docs/deploy.md"
         else:
             assert path in base_files, f"{path} is neither in base/kustomization.yaml nor a documented standalone file"
 
@@ -372,9 +372,9 @@ def test_wait_for_weights_command_fails_on_an_empty_volume_and_passes_on_a_check
 @pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
 def test_compose_readers_agree(gpu):
     """The PyYAML reading (used where no Compose CLI exists) equals ``compose config``'s."""
-    from compose_view import COMPOSE, COMPOSE_GPU, _config_from_yaml, _container
+    from compose_view import COMPOSE, COMPOSE_GPU, config_from_yaml, normalise_service
     services, reader = compose_containers(gpu=gpu)
     if reader != "compose config":
         pytest.skip("no Compose v2+ CLI here: only the PyYAML reading ran")
-    parsed = _config_from_yaml([COMPOSE, COMPOSE_GPU] if gpu else [COMPOSE])["services"]
-    assert {name: _container(name, service) for name, service in parsed.items()} == services
+    parsed = config_from_yaml([COMPOSE, COMPOSE_GPU] if gpu else [COMPOSE])["services"]
+    assert {name: normalise_service(name, service) for name, service in parsed.items()} == services
