@@ -12,6 +12,7 @@ build with ``kubectl kustomize``.
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 
 KUSTOMIZATION = "kustomization.yaml"
 SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "labels", "images", "patches"}
+MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "": 1}
 
 
 class UnsupportedKustomization(ValueError):
@@ -169,3 +171,15 @@ def effective_environment(pod_container: dict, resources: list[dict]) -> dict[st
             ref = reference["secretKeyRef"]
             environment[entry["name"]] = ("secret", ref["name"], ref["key"])
     return environment
+
+
+def quantity_bytes(quantity: str | int) -> int:
+    """A Kubernetes memory quantity (8Gi, 512Mi, 1G, 1024) in bytes."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i|[kMG]|)", str(quantity)).groups()
+    return int(float(number) * MEMORY_UNITS[unit])
+
+
+def quantity_cpus(quantity: str | int) -> float:
+    """A Kubernetes CPU quantity ("4", 500m) in CPUs."""
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)

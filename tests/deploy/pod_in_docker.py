@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kustomize_build import effective_environment
+from kustomize_build import effective_environment, quantity_bytes, quantity_cpus
 
 HOLDER_COMMAND = ["sleep", "infinity"]
 
@@ -45,15 +45,6 @@ def engine_problem() -> str | None:
     except FileNotFoundError:
         return "no docker CLI on PATH"
     return None if info.returncode == 0 else f"no Docker engine reachable: {info.stderr.strip()[:200]}"
-
-
-def _bytes(quantity: str) -> int:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-    return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
-
-
-def _cpus(quantity: str) -> float:
-    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
 
 
 @dataclass
@@ -102,9 +93,9 @@ class DockerPod:
         options += [arg for capability in security.get("capabilities", {}).get("drop", []) for arg in ("--cap-drop", capability)]
         limits = container.get("resources", {}).get("limits", {})
         if "memory" in limits:
-            options += ["--memory", str(_bytes(limits["memory"]))]
+            options += ["--memory", str(quantity_bytes(limits["memory"]))]
         if "cpu" in limits:  # Docker refuses more CPUs than the host has
-            options += ["--cpus", str(min(_cpus(limits["cpu"]), os.cpu_count() or 1))]
+            options += ["--cpus", str(min(quantity_cpus(limits["cpu"]), os.cpu_count() or 1))]
         for name, value in effective_environment(container, self.resources).items():
             value = self.secrets[(value[1], value[2])] if isinstance(value, tuple) else value
             options += ["--env", f"{name}={value}"]
@@ -115,9 +106,9 @@ class DockerPod:
                 mode = "ro" if mount.get("readOnly") or volume["persistentVolumeClaim"].get("readOnly") else "rw"
                 options += ["--volume", f"{self.weights_dir}:{mount['mountPath']}:{mode}"]
             elif volume["emptyDir"].get("medium") == "Memory" and mount["mountPath"] == "/dev/shm":
-                options += ["--shm-size", str(_bytes(volume["emptyDir"]["sizeLimit"]))]
+                options += ["--shm-size", str(quantity_bytes(volume["emptyDir"]["sizeLimit"]))]
             else:
-                size = _bytes(volume["emptyDir"].get("sizeLimit", "64Mi"))
+                size = quantity_bytes(volume["emptyDir"].get("sizeLimit", "64Mi"))
                 options += ["--tmpfs", f"{mount['mountPath']}:rw,exec,mode=1777,size={size}"]
         if "command" in container:
             options += ["--entrypoint", container["command"][0]]

@@ -22,10 +22,10 @@ import pytest
 from compose_view import (
     API_KEY_VARIABLE, ComposeContainer, compose_containers, proxy_container, server_container,
 )
-from deploy_files import MODEL_MOUNT, REPO, docker_bytes, dockerfile_stages, exec_form
+from deploy_files import MODEL_MOUNT, REPO, dockerfile_stages, exec_form
 from kustomize_build import (
     KUSTOMIZATION, build, by_kind_and_name, container, effective_environment, find, kubectl_kustomize,
-    load_documents, patch_files, pod_containers,
+    load_documents, patch_files, pod_containers, quantity_bytes, quantity_cpus,
 )
 
 KUBE = REPO / "deploy" / "kubernetes"
@@ -37,23 +37,12 @@ STANDALONE = {KUBE / "download-weights-job.yaml", KUBE / "base" / "hpa-queue-tim
 # Deliberate differences from compose: in a pod, Triton and the proxy share loopback.
 KUBERNETES_ONLY = {"aligner": {"SOW_QWEN3_HOST": "127.0.0.1"}, "proxy": {"SOW_QWEN3_PROXY_UPSTREAM": "127.0.0.1"}}
 DOWNLOAD_SCRIPT = "scripts/download_model.py"
-MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "": 1}
 
 
 def manifest_files() -> list[Path]:
     """Every Kubernetes object file: all YAML under deploy/kubernetes but kustomizations and patches."""
     patches = set(patch_files(KUBE)) | set(patch_files(GPU_OVERLAY))
     return sorted(p for p in KUBE.rglob("*.yaml") if p.name != KUSTOMIZATION and p not in patches)
-
-
-def quantity_bytes(quantity: str) -> int:
-    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]i|[kMG]|)", str(quantity)).groups()
-    return int(float(number) * MEMORY_UNITS[unit])
-
-
-def quantity_cpus(quantity: str) -> float:
-    text = str(quantity)
-    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
 @pytest.fixture(scope="module", params=["cpu", "gpu"])
