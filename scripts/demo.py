@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from download_model import VerifyError, verify
+from sow_qwen3_server.download_model import VerifyError, verify
 from server_process import REPO, start_server
 
 DEMO_MODEL = REPO / ".cache" / "demo-model"

@@ -1,111 +1,11 @@
 #!/usr/bin/env python3
 """Fetch the real Qwen3-ForcedAligner-0.6B weights and verify them.
 
-    download_model.py [--dest DIR] [--source huggingface|modelscope]
-
-Downloads from Hugging Face (``Qwen/Qwen3-ForcedAligner-0.6B``) or ModelScope
-(needs ``pip install modelscope``) into DIR (default
-/models/qwen3-forced-aligner, the path the server reads), then checks that the
-directory holds a loadable forced-aligner checkpoint: the required files, a
-forced-aligner config.json and a safetensors file whose timestamp head has the
-config's class count. With ``--verify-only`` it checks DIR without
-downloading. Exits 1 with a plain message when the network or a file is
-missing. The server itself never downloads anything.
+A thin wrapper: the code is the installed package ``sow_qwen3_server``
+(server/), the same code the Docker image runs as ``sow-qwen3-download-model``.
+``download_model.py --help`` lists the options.
 """
-from __future__ import annotations
-
-import argparse
-import json
-import os
-import sys
-from pathlib import Path
-
-REPO_ID = "Qwen/Qwen3-ForcedAligner-0.6B"
-DEFAULT_DEST = "/models/qwen3-forced-aligner"
-WANTED_FILES = [
-    "config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json",
-    "vocab.json", "merges.txt", "chat_template.json", "generation_config.json",
-]
-HEAD_TENSOR = "thinker.lm_head.weight"
-
-
-class VerifyError(RuntimeError):
-    """The directory is not a usable checkpoint; the message says why."""
-
-
-def download(dest: Path, source: str) -> None:
-    """Fetch the checkpoint files into ``dest`` (raises on network failure)."""
-    if source == "modelscope":
-        try:
-            from modelscope import snapshot_download
-        except ImportError:
-            raise VerifyError("ModelScope download needs the modelscope package: pip install modelscope") from None
-        snapshot_download(REPO_ID, local_dir=str(dest))
-        return
-    os.environ["HF_HUB_OFFLINE"] = "0"
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(REPO_ID, local_dir=str(dest), allow_patterns=WANTED_FILES)
-
-
-def verify(dest: Path) -> str:
-    """Check ``dest`` holds a Qwen3-ForcedAligner checkpoint; return a one-line summary."""
-    from safetensors import safe_open
-
-    missing = [name for name in ("config.json", "model.safetensors", "preprocessor_config.json",
-                                 "tokenizer_config.json") if not (dest / name).is_file()]
-    if not (dest / "tokenizer.json").is_file() and not ((dest / "vocab.json").is_file() and (dest / "merges.txt").is_file()):
-        missing.append("tokenizer.json or vocab.json + merges.txt")
-    if missing:
-        raise VerifyError(f"{dest} is missing {', '.join(missing)}")
-    config = json.loads((dest / "config.json").read_text())
-    thinker = config.get("thinker_config", {})
-    if "forced_aligner" not in str(thinker.get("model_type")):
-        raise VerifyError(f"{dest}/config.json is not a forced aligner (thinker model_type {thinker.get('model_type')!r})")
-    classes = int(thinker.get("classify_num", 0))
-    with safe_open(str(dest / "model.safetensors"), framework="pt") as weights:
-        names = list(weights.keys())
-        if HEAD_TENSOR not in names:
-            raise VerifyError(f"{dest}/model.safetensors has no {HEAD_TENSOR}")
-        head_shape = weights.get_slice(HEAD_TENSOR).get_shape()
-        parameters = sum(_count(weights.get_slice(name).get_shape()) for name in names)
-    if head_shape[0] != classes:
-        raise VerifyError(f"timestamp head has {head_shape[0]} classes but config.json says {classes}")
-    return f"{dest}: {len(names)} tensors, {parameters / 1e6:.1f} M parameters, {classes}-class timestamp head"
-
-
-def _count(shape: list[int]) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dest", type=Path, default=Path(os.environ.get("SOW_QWEN3_MODEL_PATH", DEFAULT_DEST)))
-    parser.add_argument("--source", choices=["huggingface", "modelscope"], default="huggingface")
-    parser.add_argument("--verify-only", action="store_true", help="check DEST without downloading")
-    args = parser.parse_args(argv)
-    try:
-        if not args.verify_only:
-            args.dest.mkdir(parents=True, exist_ok=True)
-            print(f"downloading {REPO_ID} from {args.source} into {args.dest} ...", file=sys.stderr)
-            try:
-                download(args.dest, args.source)
-            except VerifyError:
-                raise
-            except Exception as exc:  # network, DNS, HTTP, disk: all end the same way
-                raise VerifyError(
-                    f"could not download {REPO_ID} from {args.source}: {type(exc).__name__}: {exc}. "
-                    f"Without a network, copy the model files into {args.dest} by hand and run with --verify-only."
-                ) from None
-        print(verify(args.dest))
-    except VerifyError as exc:
-        print(f"download_model.py: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+from sow_qwen3_server.download_model import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
