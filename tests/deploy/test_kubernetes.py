@@ -346,7 +346,7 @@ def test_download_job_fills_the_volume_the_replicas_read():
     assert job_volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == replica_claim["persistentVolumeClaim"]["claimName"]
     assert download["image"] == container(deployment, "aligner")["image"]
     wait = container(deployment, "wait-for-weights")
-    assert f"python {script} --verify-only --dest {MODEL_MOUNT}" in wait["command"][-1]
+    assert f"{script} --verify-only --dest {MODEL_MOUNT}" in wait["command"][-1]
 
 
 def test_wait_for_weights_command_fails_on_an_empty_volume_and_passes_on_a_checkpoint(tmp_path, tiny_model_dir):
