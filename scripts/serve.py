@@ -13,7 +13,9 @@ under ``triton_supervisor``: SIGTERM/SIGINT are forwarded (the server drains
 in-flight requests for --exit-timeout seconds), the exit status is the
 server's, and a crashed Python backend stub (which Triton 2.51 neither restarts
 nor reports) ends the server with status 1 so a restart policy brings it back.
-Ready means ``GET /v2/health/ready`` returns 200. Arguments after ``--`` go to
+It serves every model of model_repository/ (qwen3_aligner and the
+silero_vad it asks for voice activity). Ready means ``GET /v2/health/ready``
+returns 200, which with --strict-readiness means every model is ready. Arguments after ``--`` go to
 tritonserver unchanged (for example ``-- --exit-on-error=false``).
 
 Settings also come from the environment: SOW_QWEN3_MODEL_PATH,
@@ -135,9 +137,10 @@ def config_parameter(key: str) -> str:
 
 
 def model_repository(options: ServeOptions) -> Path:
-    """The repository to serve: ours, or a copy whose config.pbtxt carries the overrides.
+    """The repository to serve: ours, or a copy whose qwen3_aligner config.pbtxt carries the overrides.
 
-    The copy links to the real model code, so what runs is what is tested.
+    The copy links to the real model code and to the other models (silero_vad),
+    so what runs is what is tested.
     """
     source = MODEL_REPOSITORY / MODEL_NAME / "config.pbtxt"
     original = source.read_text()
@@ -151,6 +154,10 @@ def model_repository(options: ServeOptions) -> Path:
     version = model / "1"
     if not version.is_symlink():
         version.symlink_to(MODEL_REPOSITORY / MODEL_NAME / "1")
+    for other in MODEL_REPOSITORY.iterdir():  # the other models (silero_vad) as they are
+        link = repository / other.name
+        if other.name != MODEL_NAME and (other / "config.pbtxt").is_file() and not link.is_symlink():
+            link.symlink_to(other)
     return repository
 
 
