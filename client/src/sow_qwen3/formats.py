@@ -5,31 +5,54 @@ lyric line, in order. Times are rounded to the centisecond the way
 ``f"{seconds:.2f}"`` rounds, then never allowed to fall below the previous
 line's, so rounding cannot reorder lines.
 
-JSON (``JSON_VERSION`` 1), keys in this order::
+JSON (``JSON_VERSION`` 2), keys in this order::
 
-    {"version": 1, "language": "Chinese", "duration_seconds": 212.48, "line_count": 2,
-     "lines": [{"index": 0, "text": "...", "start": 12.34, "end": 15.6}, ...]}
+    {"version": 2, "language": "Chinese", "duration_seconds": 212.48, "line_count": 2,
+     "quality": {"verdict": "review", "mean_voiced_fraction": 0.812, "flagged_lines": 1},
+     "lines": [{"index": 0, "text": "...", "start": 12.34, "end": 15.6,
+                "confidence": 0.91, "voiced_fraction": 0.87, "flags": []}, ...]}
 
 ``start`` and ``end`` are seconds rounded to the millisecond; ``index`` counts
-the timed (non-blank) lyric lines from 0.
+the timed (non-blank) lyric lines from 0. ``confidence`` (the model's mean
+probability for the line's timestamps), ``voiced_fraction`` (the share of the
+line the server's voice-activity detector heard as voiced) and
+``mean_voiced_fraction`` are rounded to 3 decimals, and null when not known
+(a line without alignable units has no confidence; without the VAD there is
+no voiced fraction). ``flags`` are the server's reason codes (see
+``sow_qwen3.quality``); ``flagged_lines`` counts the lines with a flag that
+counts against the song. Version 1 had neither ``quality`` nor the last three
+line keys.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-JSON_VERSION = 1
+JSON_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Line:
-    """One timed lyric line, in seconds."""
+    """One timed lyric line, in seconds, with the server's evidence for it (None / () when not known)."""
 
     text: str
     start: float
     end: float
+    confidence: float | None = None
+    voiced_fraction: float | None = None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SongQuality:
+    """The server's judgement of a whole song."""
+
+    verdict: str  # pass, review or fail
+    mean_voiced_fraction: float | None  # None when the VAD was not run
+    flagged_lines: int
 
 
 def centiseconds(seconds: float) -> int:
@@ -53,16 +76,29 @@ def to_lrc(lines: Sequence[Line], duration_seconds: float) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_json_data(lines: Sequence[Line], duration_seconds: float, language: str) -> dict:
-    """The JSON document as a dict (see the module docstring for its shape)."""
+def to_json_data(lines: Sequence[Line], duration_seconds: float, language: str,
+                 quality: SongQuality | None = None) -> dict:
+    """The JSON document as a dict (see the module docstring for its shape; ``quality`` None gives null)."""
     return {
         "version": JSON_VERSION,
         "language": language,
         "duration_seconds": round(duration_seconds, 3),
         "line_count": len(lines),
-        "lines": [{"index": index, "text": line.text, "start": round(line.start, 3), "end": round(line.end, 3)}
+        "quality": None if quality is None else {
+            "verdict": quality.verdict,
+            "mean_voiced_fraction": known(quality.mean_voiced_fraction),
+            "flagged_lines": quality.flagged_lines,
+        },
+        "lines": [{"index": index, "text": line.text, "start": round(line.start, 3), "end": round(line.end, 3),
+                   "confidence": known(line.confidence), "voiced_fraction": known(line.voiced_fraction),
+                   "flags": list(line.flags)}
                   for index, line in enumerate(lines)],
     }
+
+
+def known(value: float | None) -> float | None:
+    """``value`` rounded to 3 decimals, or None when it is None or NaN (JSON has no NaN)."""
+    return None if value is None or math.isnan(value) else round(value, 3)
 
 
 def to_json(data: dict) -> str:
