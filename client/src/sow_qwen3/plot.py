@@ -26,6 +26,9 @@ NEUTRAL = "#90a4ae"  # reference lines; lines that were not judged
 VOICED = "#c8e6c9"
 TIMING_FLAGS = frozenset({"unvoiced", "zero_length", "collapsed"})
 LATIN_FONT = "DejaVu Sans"
+DPI = 100
+ROWS = 3  # label rows per lane
+LABEL_POINTS = 8
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,19 @@ def _pyplot():
     return plt
 
 
+def fit(label: str, pixels: float) -> str:
+    """``label`` cut (with an ellipsis) to about ``pixels`` wide at LABEL_POINTS; wide (CJK) characters count twice."""
+    narrow = LABEL_POINTS * 0.6 * DPI / 72  # pixels of a Latin character, roughly
+    budget, out = pixels / narrow, []
+    for char in label:
+        cost = 2 if ord(char) >= 0x1100 else 1
+        if budget < cost:
+            return "".join(out[:-1]) + "…" if out else ""
+        budget -= cost
+        out.append(char)
+    return label
+
+
 def envelope(audio: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """The peak absolute sample of ``bins`` equal slices of ``audio``, and each slice's start index."""
     bins = max(1, min(bins, audio.size))
@@ -86,7 +102,7 @@ def plot_timeline(path: Path, *, title: str, duration: float, lanes: Sequence[La
     plt = _pyplot()
     width = float(np.clip(duration / 5.0, 12.0, 48.0))
     ratios = ([1.2] if audio is not None else []) + [1.0] * len(lanes)
-    figure, axes = plt.subplots(len(ratios), 1, sharex=True, figsize=(width, 1.6 + 1.5 * len(ratios)),
+    figure, axes = plt.subplots(len(ratios), 1, sharex=True, figsize=(width, 1.6 + 1.8 * len(ratios)),
                                 gridspec_kw={"height_ratios": ratios}, squeeze=False)
     axes = list(axes[:, 0])
     if audio is not None:
@@ -100,13 +116,16 @@ def plot_timeline(path: Path, *, title: str, duration: float, lanes: Sequence[La
         wave.set_title(title, loc="left")
     else:
         axes[0].set_title(title, loc="left")
+    pixels_per_second = width * DPI * 0.9 / duration
     for axis, lane in zip(axes, lanes):
         for number, bar in enumerate(lane.bars):
-            row = number % 2  # alternate rows so that neighbouring labels do not overlap
+            row = number % ROWS  # rows in turn, so that neighbouring labels do not overlap
             axis.broken_barh([(bar.start, max(bar.end - bar.start, duration / 400))], (row, 0.8),
                              facecolors=bar.color)
-            axis.text(bar.start, row + 0.4, f" {bar.label}", va="center", fontsize=8, clip_on=True)
-        axis.set_ylim(-0.1, 1.9)
+            after = lane.bars[number + ROWS].start if number + ROWS < len(lane.bars) else duration
+            label = fit(f" {bar.label}", (after - bar.start) * pixels_per_second)
+            axis.text(bar.start, row + 0.4, label, va="center", fontsize=LABEL_POINTS, clip_on=True)
+        axis.set_ylim(-0.1, ROWS - 0.1)
         axis.set_yticks([])
         axis.set_ylabel(lane.name)
         for start, end in segments:
@@ -115,7 +134,7 @@ def plot_timeline(path: Path, *, title: str, duration: float, lanes: Sequence[La
     axes[-1].set_xlabel("seconds")
     figure.tight_layout()
     try:
-        figure.savefig(path, dpi=100)
+        figure.savefig(path, dpi=DPI)
     except OSError as exc:
         raise BadInputError(f"cannot write the plot {path}: {exc.strerror or exc}") from None
     finally:
