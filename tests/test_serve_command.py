@@ -64,7 +64,8 @@ def test_extra_arguments_pass_through():
     assert argv[-2:] == ["--exit-on-error=false", "--log-verbose=1"]
 
 
-def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch):
+def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch, tmp_path):
+    monkeypatch.setattr(serve.tempfile, "tempdir", str(tmp_path))  # a fresh copy, not one an earlier run left
     monkeypatch.setenv("SOW_QWEN3_INSTANCE_COUNT", "3")
     monkeypatch.setenv("SOW_QWEN3_MAX_QUEUE", "5")
     monkeypatch.setenv("SOW_QWEN3_INSTANCE_KIND", "gpu")
@@ -78,6 +79,8 @@ def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch):
     original = (serve.MODEL_REPOSITORY / serve.MODEL_NAME / "config.pbtxt").read_text()
     assert re.sub(r"count: 3|KIND_GPU|max_queue_size: 5", "", config) == re.sub(
         r"count: 1|KIND_CPU|max_queue_size: 32", "", original)
+    # The other model of the repository is served unchanged beside it.
+    assert (repository / "silero_vad").resolve() == serve.MODEL_REPOSITORY / "silero_vad"
 
 
 @pytest.mark.parametrize("argv,message", [
