@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 from server_process import start_server
 from sow_aligner.quality import Thresholds, in_order, song_verdict, voiced_fraction
 from support.audio import noise, speech
-from support.infer import MODEL, build_inputs, grpc_client, http_client
+from support.infer import MODEL, build_inputs, grpc_client, http_client, outcomes_of
 from support.song import REPO, song_audio, voice_activity_module
 from support.stopping import assert_clean_stop
 
@@ -99,12 +99,7 @@ def test_a_bad_vad_request_in_a_batch_leaves_the_others_intact(triton_server):
     try:
         blocker = client.async_infer(VAD, vad_inputs(httpclient, noise(240.0, seed=5)))
         pending = [client.async_infer(VAD, vad_inputs(httpclient, audio)) for audio in (good[0], bad, *good[1:])]
-        outcomes = []
-        for future in pending:
-            try:
-                outcomes.append(segments_of(future.get_result()))
-            except InferenceServerException as exc:
-                outcomes.append(exc)
+        outcomes = outcomes_of(pending, segments_of)
         blocker.get_result()
     finally:
         client.close()

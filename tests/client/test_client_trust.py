@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import struct
 import warnings
 from pathlib import Path
@@ -17,13 +18,21 @@ from support.song import SONG_AUDIO, SONG_LRC, SONG_LYRICS, truth
 from sow_qwen3.evaluate import evaluate
 from sow_qwen3.plot import Bar, Lane, plot_timeline
 from sow_qwen3.timings import parse_lrc, read_timing
-from test_client_cli import env, run  # noqa: F401 - env is a fixture
+from support.infer import API_KEY
+from test_client_cli import run
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 
 # Lines 4 and 8 (the chorus's first line, both times) moved into the instrumental gap before them.
 MOVED = {4: 17.5, 8: 41.0}
 STACKED = (7, 8, 9)  # the last three lines piled onto line 7's start
+
+
+@pytest.fixture()
+def env(keyed_server) -> dict[str, str]:
+    """The user's environment: our server and its key; no other SOW_QWEN3_* variable."""
+    base = {key: value for key, value in os.environ.items() if not key.startswith("SOW_QWEN3_")}
+    return {**base, "SOW_QWEN3_TRITON_URL": keyed_server.http_url, "SOW_QWEN3_API_KEY": API_KEY}
 
 
 def lrc_with(path: Path, starts: dict[int, float]) -> Path:
