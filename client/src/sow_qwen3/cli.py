@@ -83,7 +83,12 @@ def cmd_align(args: argparse.Namespace) -> int:
     if args.plot:
         from .pictures import alignment_picture
 
-        alignment_picture(Path(args.plot), result, client.voice_activity(result.audio).segments)
+        try:
+            segments = client.voice_activity(result.audio).segments
+        except AlignError as exc:  # the alignment stands; the picture goes without voiced regions
+            print(f"sow-qwen3: the plot shows no voiced regions: {exc}", file=sys.stderr)
+            segments = ()
+        alignment_picture(Path(args.plot), result, segments)
     code = _verdict_exit(quality.verdict, args.fail_on)
     if code:
         print(f"sow-qwen3: quality {_quality_text(quality, result.line_count)}: at least --fail-on {args.fail_on}",
