@@ -80,6 +80,16 @@ def test_check_flags_exactly_the_lines_stacked_on_one_timestamp(env, tmp_path):
     assert report["verdict"] == "fail" and done.returncode == 7  # 3 of 10 lines flagged
 
 
+def test_check_takes_our_json_with_its_ends(env, tmp_path):
+    lines = truth().lines
+    document = {"version": 2, "lines": [{"index": i, "text": line.text, "start": line.start, "end": line.end}
+                                        for i, line in enumerate(lines)]}
+    (tmp_path / "song.json").write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    _, report = check(env, tmp_path / "song.json")
+    assert [line["end"] for line in report["lines"]] == [line.end for line in lines]  # [start, end], not LRC windows
+    assert report["verdict"] == "pass" and report["mean_voiced_fraction"] > 0.85
+
+
 def test_check_prints_a_table_without_json(env):
     done = run("check", str(SONG_AUDIO), str(SONG_LRC), env=env)
     assert done.returncode == 0, done.stderr
@@ -210,3 +220,21 @@ def test_no_glyph_is_missing_for_cjk_lyrics(tmp_path):
     assert glyph_warnings(tmp_path / "cjk.png") == []
     # The check can fail: with the bundled font left out, matplotlib says so.
     assert glyph_warnings(tmp_path / "latin-only.png", ["DejaVu Sans"]) != []
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_client_reads_the_servers_thresholds_and_vad(keyed_server, protocol):
+    import re
+
+    from sow_qwen3 import Client
+    from sow_qwen3.quality import Thresholds
+    from support.song import REPO, song_audio
+
+    config = (REPO / "model_repository" / "qwen3_aligner" / "config.pbtxt").read_text()
+    expected = Thresholds.from_parameters(dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"',
+                                                          config)))
+    url = keyed_server.http_url if protocol == "http" else keyed_server.grpc_url
+    client = Client(url=url, protocol=protocol, api_key=API_KEY, timeout=120)
+    assert client.quality_thresholds() == expected
+    activity = client.voice_activity(song_audio())
+    assert len(activity.segments) >= 10 and activity.frame_probability.size == -(-song_audio().size // 512)
