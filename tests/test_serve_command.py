@@ -33,7 +33,10 @@ def test_command_binds_ports_and_uses_the_wheel_backend():
     # A model that fails to load leaves the server up and not ready (tests/test_model_loading.py).
     assert flag(argv, "exit-on-error") == "false" and flag(argv, "strict-readiness") == "true"
     # Explicit model control: the supervisor reloads a crashed model through the repository API.
-    assert flag(argv, "model-control-mode") == "explicit" and flag(argv, "load-model") == serve.MODEL_NAME
+    assert flag(argv, "model-control-mode") == "explicit"
+    loaded = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--load-model=")]
+    assert loaded == sorted(path.parent.name for path in serve.CHECKOUT_REPOSITORY.glob("*/config.pbtxt"))
+    assert serve.MODEL_NAME in loaded and "silero_vad" in loaded
     assert env["SOW_QWEN3_MODEL_PATH"] == "/m"
     assert env["PATH"].split(os.pathsep)[0] == str(Path(os.sys.executable).parent)
 
@@ -92,7 +95,8 @@ def test_extra_arguments_pass_through():
     assert argv[-2:] == ["--exit-on-error=false", "--log-verbose=1"]
 
 
-def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch):
+def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch, tmp_path):
+    monkeypatch.setattr(serve.tempfile, "tempdir", str(tmp_path))  # a fresh copy, not one an earlier run left
     monkeypatch.setenv("SOW_QWEN3_INSTANCE_COUNT", "3")
     monkeypatch.setenv("SOW_QWEN3_MAX_QUEUE", "5")
     monkeypatch.setenv("SOW_QWEN3_INSTANCE_KIND", "gpu")
@@ -106,6 +110,8 @@ def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch):
     original = (serve.CHECKOUT_REPOSITORY / serve.MODEL_NAME / "config.pbtxt").read_text()
     assert re.sub(r"count: 3|KIND_GPU|max_queue_size: 5", "", config) == re.sub(
         r"count: 1|KIND_CPU|max_queue_size: 32", "", original)
+    # The other model of the repository is served unchanged beside it.
+    assert (repository / "silero_vad").resolve() == serve.MODEL_REPOSITORY / "silero_vad"
 
 
 @pytest.mark.parametrize("argv,message", [

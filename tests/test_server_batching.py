@@ -9,7 +9,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from support.audio import noise, speech
-from support.infer import MODEL, align_http, build_inputs, http_client, lines_of
+from support.infer import MODEL, align_http, build_inputs, http_client, lines_of, outcomes_of
 
 TEXTS = [
     "奇异恩典 何等甘甜\n我罪已得赦免",
@@ -36,12 +36,7 @@ def send_together(url: str, requests: list) -> list:
     try:
         blocker = client.async_infer(MODEL, build_inputs(httpclient, *BLOCKER))
         pending = [client.async_infer(MODEL, build_inputs(httpclient, audio, lyrics)) for audio, lyrics in requests]
-        outcomes = []
-        for future in pending:
-            try:
-                outcomes.append(lines_of(future.get_result()))
-            except InferenceServerException as exc:
-                outcomes.append(exc)
+        outcomes = outcomes_of(pending, lines_of)
         blocker.get_result()
         return outcomes
     finally:

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from sow_aligner import settings
+from sow_aligner.quality import Thresholds
 from sow_aligner.settings import SettingsError
 
 CONFIG = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "config.pbtxt"
@@ -26,7 +27,13 @@ def test_config_pbtxt_defaults():
 
 
 def test_config_pbtxt_has_exactly_the_known_parameters():
-    assert set(config_parameters()) == set(settings.PARAMETERS)
+    assert set(config_parameters()) == set(settings.PARAMETERS) | set(Thresholds.parameter_keys())
+
+
+def test_vad_model_from_config_and_switched_off_by_none():
+    assert settings.resolve(config_parameters(), {}).vad_model == "silero_vad"
+    assert settings.resolve(config_parameters(), {"SOW_QWEN3_VAD_MODEL": "None"}).vad_model == ""
+    assert settings.resolve(config_parameters(), {"SOW_QWEN3_VAD_MODEL": "my_vad"}).vad_model == "my_vad"
 
 
 def test_environment_overrides_config():

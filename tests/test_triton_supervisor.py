@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 
-from sow_qwen3_server.supervisor import STUB_COMM, ProcessState, StubWatch, children, read_stat
+from sow_qwen3_server.supervisor import STUB_COMM, ProcessState, StubWatch, children, read_stat, stub_model
 
 
-def stub(pid: int, state: str = "S") -> ProcessState:
-    return ProcessState(pid, 100, STUB_COMM, state)
+def stub(pid: int, state: str = "S", model: str = "") -> ProcessState:
+    return ProcessState(pid, 100, STUB_COMM, state, model)
 
 
 def test_read_stat_handles_names_with_spaces_and_parentheses():
@@ -86,3 +86,27 @@ def test_after_a_reload_only_the_new_stubs_are_watched():
     assert watch.crashed([stub(1, "Z"), stub(2)], ready_seen=True) is None
     crash = watch.crashed([stub(1, "Z")], ready_seen=True)
     assert crash is not None and crash.pid == 2 and crash.state == "gone"
+
+
+def test_a_crashed_stub_names_the_model_it_served_when_alive():
+    """The server runs a stub per model (qwen3_aligner, silero_vad): the supervisor must reload the right one."""
+    watch = StubWatch()
+    assert watch.crashed([stub(1, model="qwen3_aligner"), stub(2, model="silero_vad")], ready_seen=True) is None
+    assert watch.crashed([stub(1, model="qwen3_aligner"), stub(2, "Z")], ready_seen=True) == stub(2, "Z", "silero_vad")
+    watch.excuse(2)
+    crash = watch.crashed([], ready_seen=True)
+    assert crash is not None and (crash.pid, crash.state, crash.model) == (1, "gone", "qwen3_aligner")
+
+
+def test_stub_model_reads_the_model_folder_from_the_stub_command_line(tmp_path):
+    """The stub's argv[1] is MODEL_REPOSITORY/MODEL/VERSION/model.py (as tritonserver 2.51 starts it)."""
+    (tmp_path / "41").mkdir()
+    (tmp_path / "41" / "cmdline").write_bytes(b"\0".join([
+        b"/tmp/backends/python/triton_python_backend_stub", b"/repo/model_repository/silero_vad/1/model.py",
+        b"triton_python_backend_shm_region_x", b"1048576", b"1048576", b"7", b"/tmp/backends/python", b"336",
+        b"silero_vad_0_0", b"DEFAULT", b""]))
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "cmdline").write_bytes(b"")  # a zombie's command line is empty
+    assert stub_model(41, tmp_path) == "silero_vad"
+    assert stub_model(42, tmp_path) == ""
+    assert stub_model(43, tmp_path) == ""  # gone

@@ -215,8 +215,14 @@ def test_batch_aligns_a_catalogue_and_reports_failures(env, s3_store, http_files
     out = tmp_path / "out"
     done = run("align-batch", str(manifest), "--out-dir", str(out), "--concurrency", "3", env=env)
     assert done.returncode == 1, done.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["first.lrc", "second.lrc", "third.lrc"]
+    assert sorted(p.name for p in out.iterdir()) == ["first.lrc", "quality.csv", "second.lrc", "third.lrc"]
     assert "5 songs: 3 aligned, 0 already done, 2 failed" in done.stderr
+    quality = list(csv.DictReader((out / "quality.csv").read_text(encoding="utf-8").splitlines()))
+    assert [row["name"] for row in quality] == ["first", "second", "third"]
+    verdicts = [row["verdict"] for row in quality]
+    assert set(verdicts) <= {"pass", "review", "fail"} and all(row["flagged_lines"].isdigit() for row in quality)
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("pass", "review", "fail"))
+    assert f"quality of the 3 songs aligned now: {counts}" in done.stderr
     assert "row 5 s3://worship/batch/missing.mp3: BadInputError: s3://worship/batch/missing.mp3 does not exist" \
         in done.stderr
     assert "row 6" in done.stderr and "cannot read the lyrics file" in done.stderr

@@ -69,7 +69,36 @@ def test_json_carries_the_servers_lines(client, keyed_server, s3_store, song):
     assert data["duration_seconds"] == pytest.approx(9.0, abs=0.01)
     assert [(line["text"], line["start"], line["end"]) for line in data["lines"]] == [
         (text, round(start, 3), round(end, 3)) for text, start, end in zip(expected.text, expected.start, expected.end)]
-    assert result.content.startswith("{\n") and '"version": 1' in result.content
+    assert result.content.startswith("{\n") and '"version": 2' in result.content
+
+
+def test_json_carries_the_servers_evidence(client, keyed_server, song):
+    """confidence, voiced_fraction, flags and quality are the server's tensors, NaN as null."""
+    import tritonclient.http as httpclient
+
+    from support.infer import build_inputs, http_client
+
+    data = client.align(str(song), LYRICS, language="zh", format="json").json_data
+    direct = http_client(keyed_server.http_url)
+    try:
+        raw = direct.infer("qwen3_aligner", build_inputs(httpclient, load_audio(song, 300), LYRICS, "zh"),
+                           headers={"api-key": API_KEY})
+    finally:
+        direct.close()
+
+    def known(value):
+        return None if value != value else round(float(value), 3)
+
+    flags = [[code for code in item.decode().split(",") if code] for item in raw.as_numpy("LINE_FLAGS")[0]]
+    assert [line["confidence"] for line in data["lines"]] == [known(v) for v in raw.as_numpy("LINE_CONFIDENCE")[0]]
+    assert [line["voiced_fraction"] for line in data["lines"]] == [known(v) for v in raw.as_numpy("LINE_VOICED")[0]]
+    assert [line["flags"] for line in data["lines"]] == flags
+    assert data["lines"][3]["confidence"] is None  # "。。。" has no unit, so no timestamp and no confidence
+    assert data["quality"] == {
+        "verdict": raw.as_numpy("SONG_VERDICT")[0][0].decode(),
+        "mean_voiced_fraction": known(raw.as_numpy("SONG_VOICED")[0][0]),
+        "flagged_lines": sum(1 for codes in flags if codes),
+    }
 
 
 def test_markers_never_reach_the_lrc_and_the_json_lists_them(client, keyed_server, song):

@@ -8,22 +8,23 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sow_qwen3.formats import Line, Skipped, centiseconds, to_json, to_json_data, to_lrc
+from sow_qwen3.formats import Line, Skipped, SongQuality, centiseconds, to_json, to_json_data, to_lrc
 
 GOLDEN = Path(__file__).parent / "golden"
 
 # Starts chosen to sit on rounding edges: 3.455 rounds up (its binary value is above
 # the half), 62.004 down; 62.0049 after 62.005 would round below its predecessor.
 SONG = [
-    Line("奇异恩典 何等甘甜", 0.0, 3.456),
-    Line("我罪已得赦免", 3.455, 7.0),
-    Line("前我失丧 今被寻回", 62.004, 65.5),
-    Line("Amazing grace, how sweet the sound", 62.005, 66.25),
-    Line("瞎眼今得看见", 62.0049, 70.125),
-    Line("阿们", 299.99, 299.999),
-    Line("!", 299.999, 299.999),
+    Line("奇异恩典 何等甘甜", 0.0, 3.456, 0.91234, 0.8765, ()),
+    Line("我罪已得赦免", 3.455, 7.0, 0.5, 1.0, ()),
+    Line("前我失丧 今被寻回", 62.004, 65.5, 0.1, 0.25, ("unvoiced", "low_confidence")),
+    Line("Amazing grace, how sweet the sound", 62.005, 66.25, 0.3, 0.9, ("collapsed",)),
+    Line("瞎眼今得看见", 62.0049, 70.125, 0.2999, 0.6, ("collapsed", "repaired")),
+    Line("阿们", 299.99, 299.999, 0.7, 0.0, ("unvoiced", "clamped")),
+    Line("!", 299.999, 299.999, float("nan"), 0.0, ("unvoiced", "zero_length", "collapsed")),
 ]
 DURATION = 299.999
+QUALITY = SongQuality("fail", 0.61807, 5)
 
 
 def test_lrc_matches_golden():
@@ -31,20 +32,27 @@ def test_lrc_matches_golden():
 
 
 def test_json_matches_golden():
-    assert to_json(to_json_data(SONG, DURATION, "Chinese")) == (GOLDEN / "song.json").read_text(encoding="utf-8")
+    assert to_json(to_json_data(SONG, DURATION, "Chinese", QUALITY)) == (GOLDEN / "song.json").read_text(encoding="utf-8")
 
 
 def test_no_lines_gives_only_the_length_tag():
     assert to_lrc([], 61.4) == "[length: 01:01]\n"
-    assert to_json_data([], 61.4, "English") == {"version": 1, "language": "English", "duration_seconds": 61.4,
-                                                  "line_count": 0, "lines": [], "skipped": []}
+    assert to_json_data([], 61.4, "English") == {"version": 2, "language": "English", "duration_seconds": 61.4,
+                                                  "line_count": 0, "quality": None, "lines": [], "skipped": []}
 
 
 def test_json_lists_the_skipped_lyric_lines_after_the_lines():
-    data = to_json_data(SONG[:1], DURATION, "Chinese", [Skipped(0, "[Verse 1]"), Skipped(3, "(x2)")])
-    assert list(data) == ["version", "language", "duration_seconds", "line_count", "lines", "skipped"]
+    data = to_json_data(SONG[:1], DURATION, "Chinese", QUALITY, [Skipped(0, "[Verse 1]"), Skipped(3, "(x2)")])
+    assert list(data) == ["version", "language", "duration_seconds", "line_count", "quality", "lines", "skipped"]
     assert data["skipped"] == [{"index": 0, "text": "[Verse 1]"}, {"index": 3, "text": "(x2)"}]
     assert data["line_count"] == 1
+
+
+def test_unknown_evidence_is_null():
+    data = to_json_data([Line("x", 1.0, 2.0, float("nan"), None)], 3.0, "English", SongQuality("review", None, 0))
+    assert data["quality"] == {"verdict": "review", "mean_voiced_fraction": None, "flagged_lines": 0}
+    assert data["lines"][0] == {"index": 0, "text": "x", "start": 1.0, "end": 2.0, "confidence": None,
+                                "voiced_fraction": None, "flags": []}
 
 
 STAMP = re.compile(r"^\[(\d\d):(\d\d)\.(\d\d)\](.*)$")
@@ -81,7 +89,8 @@ def test_centiseconds_agree_with_string_formatting(value):
 
 
 def test_json_is_valid_utf8_json_with_documented_keys():
-    data = json.loads(to_json(to_json_data(SONG, DURATION, "Chinese")))
-    assert list(data) == ["version", "language", "duration_seconds", "line_count", "lines", "skipped"]
-    assert [list(line) for line in data["lines"]] == [["index", "text", "start", "end"]] * len(SONG)
+    data = json.loads(to_json(to_json_data(SONG, DURATION, "Chinese", QUALITY)))
+    assert list(data) == ["version", "language", "duration_seconds", "line_count", "quality", "lines", "skipped"]
+    assert [list(line) for line in data["lines"]] == [
+        ["index", "text", "start", "end", "confidence", "voiced_fraction", "flags"]] * len(SONG)
     assert data["line_count"] == len(data["lines"]) == len(SONG)

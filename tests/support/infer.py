@@ -61,3 +61,16 @@ def align_grpc(url: str, audio, lyrics, language=None, headers=None) -> Lines:
         return lines_of(client.infer(MODEL, build_inputs(grpcclient, audio, lyrics, language), headers=headers))
     finally:
         client.close()
+
+
+def outcomes_of(pending: list, convert) -> list:
+    """``convert(result)`` of each async request in ``pending``, or the InferenceServerException it raised, in order."""
+    from tritonclient.utils import InferenceServerException
+
+    outcomes = []
+    for future in pending:
+        try:
+            outcomes.append(convert(future.get_result()))
+        except InferenceServerException as exc:
+            outcomes.append(exc)
+    return outcomes

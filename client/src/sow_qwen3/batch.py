@@ -9,11 +9,14 @@ the stem of the source's file name) is the output file's stem.
 
 Each song's result is written to ``DIR/<name>.<format>`` in one atomic step,
 so a file that exists is finished: a second run skips it. A failed song is
-recorded and the rest go on.
+recorded and the rest go on. ``DIR/quality.csv`` gets one row per aligned song
+(name, verdict, mean voiced fraction, flagged lines), rows of earlier runs kept,
+and the summary counts the verdicts.
 """
 from __future__ import annotations
 
 import csv
+import io
 import queue
 import threading
 import time
@@ -25,8 +28,12 @@ from typing import TextIO
 from .client import Client
 from .errors import AlignError
 from .files import PartialFiles, read_lyrics, write_atomically
+from .formats import SongQuality
+from .quality import VERDICTS
 
 COLUMNS = ("source", "lyrics", "language", "name")
+QUALITY_FILE = "quality.csv"
+QUALITY_COLUMNS = ("name", "verdict", "mean_voiced_fraction", "flagged_lines")
 BAR_WIDTH = 30
 
 
@@ -53,6 +60,7 @@ class Summary:
     skipped: int = 0
     failures: list[tuple[Song, str]] = field(default_factory=list)
     interrupted: bool = False
+    qualities: dict[str, SongQuality] = field(default_factory=dict)  # song name -> verdict, this run
 
     @property
     def failed(self) -> int:
@@ -64,6 +72,10 @@ class Summary:
 
     def counts(self) -> str:
         return f"{self.aligned} aligned, {self.skipped} already done, {self.failed} failed"
+
+    def verdict_counts(self) -> str:
+        verdicts = [quality.verdict for quality in self.qualities.values()]
+        return ", ".join(f"{verdicts.count(verdict)} {verdict}" for verdict in VERDICTS)
 
 
 def _is_url(source: str) -> bool:
@@ -180,7 +192,7 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
         else:
             todo.put(song)
     pending = summary.total - summary.skipped
-    results: queue.SimpleQueue[tuple[Song, str | None, str]] = queue.SimpleQueue()
+    results: queue.SimpleQueue[tuple[Song, str | None, str, SongQuality | None]] = queue.SimpleQueue()
     stop = threading.Event()
     partials = PartialFiles()
 
@@ -196,19 +208,21 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
                 if stop.is_set():
                     return
                 write_atomically(song.output(out_dir, format), result.content, partials)
-                results.put((song, None, f"{result.line_count} lines in {time.monotonic() - started:.1f} s"))
+                results.put((song, None, f"{result.line_count} lines in {time.monotonic() - started:.1f} s, "
+                                         f"{result.quality.verdict}", result.quality))
             except Exception as exc:  # one song's failure, foreseen or not, must not stop the others
                 if stop.is_set():
                     return  # interrupted meanwhile (WriteAbandoned, say): the song is abandoned, not failed
                 unforeseen = "" if isinstance(exc, AlignError) else "unexpected "
-                results.put((song, f"{unforeseen}{type(exc).__name__}: {exc}", ""))
+                results.put((song, f"{unforeseen}{type(exc).__name__}: {exc}", "", None))
 
     # Daemon threads: after Ctrl-C the process exits without waiting for requests in flight.
     for index in range(min(concurrency, pending)):
         threading.Thread(target=work, name=f"align-{index}", daemon=True).start()
-    def record(song: Song, error: str | None, note: str) -> None:
+    def record(song: Song, error: str | None, note: str, quality: SongQuality | None) -> None:
         if error is None:
             summary.aligned += 1
+            summary.qualities[song.name] = quality
         else:
             summary.failures.append((song, error))
         progress.song(song, error, note)
@@ -224,12 +238,33 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
         while not results.empty():  # songs that finished before the interrupt was seen
             record(*results.get_nowait())
     progress.close()
+    if summary.qualities:
+        write_quality_csv(out_dir / QUALITY_FILE, summary.qualities)
     _print_summary(summary, out_dir, stream)
     return summary
 
 
+def write_quality_csv(path: Path, qualities: dict[str, SongQuality]) -> None:
+    """Write ``qualities`` to ``path``, keeping the rows of other songs already in it, sorted by name."""
+    rows: dict[str, list[str]] = {}
+    if path.exists():
+        for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
+            rows[row["name"]] = [row.get(column, "") for column in QUALITY_COLUMNS]
+    for name, quality in qualities.items():
+        mean = "" if quality.mean_voiced_fraction is None else f"{quality.mean_voiced_fraction:.3f}"
+        rows[name] = [name, quality.verdict, mean, str(quality.flagged_lines)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(QUALITY_COLUMNS)
+    writer.writerows(rows[name] for name in sorted(rows))
+    write_atomically(path, out.getvalue())
+
+
 def _print_summary(summary: Summary, out_dir: Path, stream: TextIO) -> None:
     print(f"align-batch: {summary.total} songs: {summary.counts()}; outputs in {out_dir}", file=stream)
+    if summary.qualities:
+        print(f"align-batch: quality of the {len(summary.qualities)} songs aligned now: {summary.verdict_counts()} "
+              f"(per song in {out_dir / QUALITY_FILE})", file=stream)
     if summary.interrupted:
         print(f"align-batch: interrupted with {summary.total - summary.finished} songs not done; "
               "run the same command again to resume", file=stream)

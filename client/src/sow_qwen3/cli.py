@@ -1,7 +1,9 @@
 """``sow-qwen3``: align one song, a whole catalogue, or check the server.
 
-    sow-qwen3 align SOURCE LYRICS_FILE [--language L] [--format lrc|json] [-o OUT]
+    sow-qwen3 align SOURCE LYRICS_FILE [--language L] [--format lrc|json] [-o OUT] [--fail-on V] [--plot PNG]
     sow-qwen3 align-batch MANIFEST --out-dir DIR [--concurrency N] [--format lrc|json]
+    sow-qwen3 check SOURCE LRC_OR_JSON [--json] [--fail-on V] [--plot PNG]
+    sow-qwen3 eval HYPOTHESIS REFERENCE [--json] [--plot PNG [--audio SOURCE]]
     sow-qwen3 health
 
 Every command takes --url, --protocol, --api-key and --timeout; each falls back
@@ -10,7 +12,9 @@ or the output file; messages go to stderr.
 
 Exit codes (``EXIT_CODES``): 0 success; 1 some songs of a batch failed (or an
 unexpected error); 2 usage error; 3 bad input; 4 authentication refused;
-5 server unavailable or not ready; 6 the server failed; 130 interrupted.
+5 server unavailable or not ready; 6 the server failed; 7 the song's quality
+verdict is as bad as --fail-on asks to fail on (the output is still written);
+130 interrupted.
 """
 from __future__ import annotations
 
@@ -21,15 +25,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .audio import SAMPLE_RATE
 from .batch import ManifestError, read_manifest, run_batch
 from .client import FORMATS, Client
 from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
 from .files import read_lyrics, write_atomically
+from .quality import FAIL, REVIEW, at_least
 from .settings import PROTOCOLS
 
 EXIT_OK = 0
 EXIT_SONGS_FAILED = 1
 EXIT_USAGE = 2
+EXIT_QUALITY = 7
 EXIT_INTERRUPTED = 130
 EXIT_CODES = {
     EXIT_OK: "success",
@@ -39,6 +46,7 @@ EXIT_CODES = {
     AuthError.exit_code: "authentication refused: the server's API key or the storage credentials",
     ServerUnavailableError.exit_code: "server unavailable, not ready, or its queue is full",
     ServerError.exit_code: "the server failed while aligning",
+    EXIT_QUALITY: "the quality verdict is at least what --fail-on names (output still written)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
 }
 
@@ -58,17 +66,83 @@ def _client(args: argparse.Namespace) -> Client:
 
 def cmd_align(args: argparse.Namespace) -> int:
     lyrics = read_lyrics(args.lyrics_file)
-    result = _client(args).align(args.source, lyrics, language=args.language, format=args.format)
+    client = _client(args)
+    result = client.align(args.source, lyrics, language=args.language, format=args.format,
+                          keep_audio=bool(args.plot))
+    quality = result.quality
     if args.output:
         try:
             write_atomically(Path(args.output), result.content)
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-        print(f"wrote {result.line_count} timed lines ({result.duration_seconds:.1f} s of audio) to {args.output}",
-              file=sys.stderr)
+        print(f"wrote {result.line_count} timed lines ({result.duration_seconds:.1f} s of audio) to {args.output}; "
+              f"quality: {_quality_text(quality, result.line_count)}", file=sys.stderr)
     else:
         sys.stdout.write(result.content)
         sys.stdout.flush()
+    if args.plot:
+        from .pictures import alignment_picture
+
+        try:
+            segments = client.voice_activity(result.audio).segments
+        except AlignError as exc:  # the alignment stands; the picture goes without voiced regions
+            print(f"sow-qwen3: the plot shows no voiced regions: {exc}", file=sys.stderr)
+            segments = ()
+        alignment_picture(Path(args.plot), result, segments)
+    code = _verdict_exit(quality.verdict, args.fail_on)
+    if code:
+        print(f"sow-qwen3: quality {_quality_text(quality, result.line_count)}: at least --fail-on {args.fail_on}",
+              file=sys.stderr)
+    return code
+
+
+def _quality_text(quality, lines: int) -> str:
+    voiced = "not measured" if quality.mean_voiced_fraction is None else f"{quality.mean_voiced_fraction:.2f}"
+    return f"{quality.verdict} (mean voiced fraction {voiced}, {quality.flagged_lines} of {lines} lines flagged)"
+
+
+def _verdict_exit(verdict: str, fail_on: str | None) -> int:
+    return EXIT_QUALITY if fail_on and at_least(verdict, fail_on) else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_timing, report_data, report_table
+    from .formats import to_json
+    from .timings import read_timing
+
+    timing = read_timing(args.timing_file)
+    client = _client(args)
+    audio, _ = client.load(args.source)
+    activity = client.voice_activity(audio)
+    report = check_timing(timing, activity.segments, audio.size / SAMPLE_RATE, client.quality_thresholds())
+    sys.stdout.write(to_json(report_data(report)) if args.json else report_table(report))
+    if args.plot:
+        from .pictures import check_picture
+
+        check_picture(Path(args.plot), report, audio, activity.segments, Path(args.timing_file).name)
+    return _verdict_exit(report.verdict, args.fail_on)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, report_table
+    from .formats import to_json
+    from .timings import read_timing
+
+    if args.audio and not args.plot:
+        raise UsageError("--audio only serves --plot")
+    report = evaluate(read_timing(args.hypothesis), read_timing(args.reference))
+    if report.note:
+        print(f"sow-qwen3 eval: {report.note}", file=sys.stderr)
+    sys.stdout.write(to_json(report.data()) if args.json else report_table(report))
+    if args.plot:
+        from .pictures import eval_picture
+
+        audio, segments = None, ()
+        if args.audio:
+            client = _client(args)
+            audio = client.load(args.audio)[0]
+            segments = client.voice_activity(audio).segments
+        eval_picture(Path(args.plot), report, audio, segments)
     return EXIT_OK
 
 
@@ -119,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("lyrics_file", metavar="LYRICS_FILE", help="UTF-8 lyrics, one lyric line per line (- = stdin)")
     _output_options(align)
     align.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+    _verdict_options(align)
     align.set_defaults(run=cmd_align)
 
     batch = commands.add_parser(
@@ -134,6 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(batch)
     batch.set_defaults(run=cmd_align_batch)
 
+    check = commands.add_parser(
+        "check", parents=[common], help="judge an existing LRC or JSON timing against its audio (server's VAD)",
+        description="Each line's window ([start, end] for our JSON; for LRC [start, min(next start, start + 3 s)]) "
+                    "is measured with the server's silero_vad; flags unvoiced, zero_length and collapsed and the "
+                    "pass/review/fail verdict follow the server's rules and thresholds.",
+    )
+    check.add_argument("source", metavar="SOURCE", help="audio: local path, http(s):// URL or s3://bucket/key")
+    check.add_argument("timing_file", metavar="LRC_OR_JSON", help="the timing to judge")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _verdict_options(check)
+    check.set_defaults(run=cmd_check)
+
+    evaluation = commands.add_parser(
+        "eval", parents=[common], help="compare a timing (hypothesis) with a reference timing",
+        description="Line-start errors, hypothesis minus reference. Lines pair in order; when the lyrics differ "
+                    "they pair by text in order, and stderr says so. Needs no server unless --audio is given.",
+    )
+    evaluation.add_argument("hypothesis", metavar="HYPOTHESIS", help="LRC or our JSON")
+    evaluation.add_argument("reference", metavar="REFERENCE", help="LRC or our JSON")
+    evaluation.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluation.add_argument("--plot", metavar="PNG", help="draw reference and hypothesis to this PNG file")
+    evaluation.add_argument("--audio", metavar="SOURCE", help="with --plot: add the song's waveform and voiced regions")
+    evaluation.set_defaults(run=cmd_eval)
+
     health = commands.add_parser("health", parents=[common], help="is the server live and the model ready?")
     health.set_defaults(run=cmd_health)
     return parser
@@ -142,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--language", default="Chinese", help="language of the lyrics: name or code (default Chinese)")
     parser.add_argument("--format", choices=FORMATS, default="lrc", help="output format (default lrc)")
+
+
+def _verdict_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fail-on", choices=(REVIEW, FAIL),
+                        help=f"exit {EXIT_QUALITY} when the verdict is this or worse (review: review or fail)")
+    parser.add_argument("--plot", metavar="PNG", help="also draw the timeline to this PNG file (needs sow-qwen3[plot])")
 
 
 def _interrupt(signum: int, frame: object) -> None:

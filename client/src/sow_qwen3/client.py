@@ -10,7 +10,10 @@ The server's tensor contract (model ``qwen3_aligner``): AUDIO FP32 [1, N] mono
 16 kHz, LYRICS BYTES [1, 1], LANGUAGE BYTES [1, 1]; it answers LINE_TEXT,
 LINE_START, LINE_END (the sung lines), LANGUAGE_NAME (the language it resolved
 the hint to), SKIPPED_TEXT and SKIPPED_LINE (the lyric lines not sung: section
-markers, repeat notation). Each call opens its own connection and closes it, so
+markers, repeat notation), and the evidence for the times (LINE_CONFIDENCE,
+LINE_VOICED, LINE_FLAGS, SONG_VERDICT, SONG_VOICED). The model ``silero_vad``
+takes the same AUDIO and answers voiced segments (``voice_activity``). Each call
+opens its own connection and closes it, so
 calls may run from several threads at once and no idle connection holds up a
 server's shutdown.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,8 @@ import numpy as np
 from .audio import SAMPLE_RATE, load_audio
 from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
 from .files import read_lyrics
-from .formats import Line, Skipped, to_json, to_json_data, to_lrc
+from .formats import Line, Skipped, SongQuality, to_json, to_json_data, to_lrc
+from .quality import Thresholds, is_flagged
 from .settings import (
     DEFAULT_TIMEOUT, DEFAULT_URL, MAX_AUDIO_SECONDS, MAX_DOWNLOAD_BYTES, PROTOCOLS, S3Settings, env_float, env_text,
 )
@@ -38,7 +42,11 @@ from .sources import fetched_audio
 log = logging.getLogger("sow_qwen3")
 
 MODEL = "qwen3_aligner"
-OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "LANGUAGE_NAME", "SKIPPED_TEXT", "SKIPPED_LINE")
+VAD_MODEL = "silero_vad"
+OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "LANGUAGE_NAME", "SKIPPED_TEXT", "SKIPPED_LINE",
+           "LINE_CONFIDENCE", "LINE_VOICED", "LINE_FLAGS", "SONG_VERDICT", "SONG_VOICED")
+VAD_OUTPUTS = ("SEGMENT_START", "SEGMENT_END", "FRAME_PROBABILITY")
+FRAME_SECONDS = 512 / SAMPLE_RATE  # silero_vad's FRAME_PROBABILITY step
 FORMATS = ("lrc", "json")
 CONNECT_TIMEOUT = 10.0
 API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
@@ -59,6 +67,8 @@ class AlignResult:
     json_data: dict
     header_bytes: int = 0  # bytes read from a remote object for the early duration check
     skipped: tuple[Skipped, ...] = ()  # lyric lines not sung: section markers, repeat notation
+    quality: SongQuality | None = None
+    audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # the samples sent, if kept
 
     @property
     def line_count(self) -> int:
@@ -71,12 +81,22 @@ class AlignResult:
 
 @dataclass(frozen=True)
 class Timing:
-    """The server's answer for one clip: its timed lines, the language it aligned them as, and the
-    lyric lines it did not time (section markers, repeat notation)."""
+    """The server's answer for one clip: its timed lines with their evidence, the language it aligned
+    them as, the lyric lines it did not time (section markers, repeat notation) and the song's quality."""
 
     lines: list[Line]
     language: str
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: list[Skipped]
+    quality: SongQuality
+
+
+@dataclass(frozen=True)
+class VoiceActivity:
+    """What the server's silero_vad heard in a clip: voiced segments (seconds) and per-frame probabilities."""
+
+    segments: tuple[tuple[float, float], ...]
+    frame_probability: np.ndarray = field(repr=False, compare=False)
+    frame_seconds: float = FRAME_SECONDS
 
 
 @dataclass(frozen=True)
@@ -126,10 +146,11 @@ class Client:
 
     # ------------------------------------------------------------------ public
     def align(self, audio_source: str | Path, lyrics: str | Path, language: str = "Chinese",
-              format: str = "lrc") -> AlignResult:  # noqa: A002 - the documented keyword
+              format: str = "lrc", keep_audio: bool = False) -> AlignResult:  # noqa: A002 - the documented keyword
         """Align ``lyrics`` (text, one lyric line per text line; or a Path to a UTF-8 file) to ``audio_source``.
 
-        ``audio_source`` is a local path, an http(s) URL or ``s3://bucket/key``.
+        ``audio_source`` is a local path, an http(s) URL or ``s3://bucket/key``;
+        ``keep_audio`` keeps the decoded samples in the result (for a plot).
         Raises BadInputError, AuthError, ServerUnavailableError or ServerError.
         """
         if isinstance(lyrics, os.PathLike):
@@ -139,36 +160,75 @@ class Client:
         if not lyrics or not lyrics.strip():
             raise BadInputError("the lyrics are empty: give one lyric line per text line")
         started = time.monotonic()
-        with fetched_audio(audio_source, s3=self.s3, max_bytes=self.max_download_bytes,
-                           max_seconds=self.max_audio_seconds, timeout=self.timeout) as fetched:
-            audio = load_audio(fetched.path, self.max_audio_seconds, name=str(audio_source))
+        audio, header_bytes = self.load(audio_source)
         timing = self.align_samples(audio, lyrics, language)
         lines = timing.lines
         duration = audio.size / SAMPLE_RATE
         log.info("aligned %s: %.1f s of audio, %d lines in %.2f s", audio_source, duration, len(lines),
                  time.monotonic() - started)
         return AlignResult(tuple(lines), timing.language, duration, format, to_lrc(lines, duration),
-                           to_json_data(lines, duration, timing.language, timing.skipped), fetched.header_bytes,
-                           tuple(timing.skipped))
+                           to_json_data(lines, duration, timing.language, timing.quality, timing.skipped),
+                           header_bytes, tuple(timing.skipped), timing.quality, audio if keep_audio else None)
+
+    def load(self, audio_source: str | Path) -> tuple[np.ndarray, int]:
+        """Fetch and decode ``audio_source`` to 16 kHz mono float32; also the header bytes read remotely."""
+        with fetched_audio(audio_source, s3=self.s3, max_bytes=self.max_download_bytes,
+                           max_seconds=self.max_audio_seconds, timeout=self.timeout) as fetched:
+            return load_audio(fetched.path, self.max_audio_seconds, name=str(audio_source)), fetched.header_bytes
 
     def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> Timing:
-        """Align 16 kHz mono float32 ``audio`` (already decoded): its timed lines, the language used
-        and the lyric lines not timed."""
+        """Align 16 kHz mono float32 ``audio`` (already decoded): its timed lines with their evidence,
+        the language used, the lyric lines not timed and the song's quality."""
+        result = self._infer(MODEL, lambda module: request_inputs(module, audio, lyrics, language), OUTPUTS)
+        columns = {name: result.as_numpy(name).reshape(-1) for name in OUTPUTS}
+        lines = [
+            Line(_text(text), float(start), float(end), _known(confidence), _known(voiced),
+                 tuple(code for code in _text(flags).split(",") if code))
+            for text, start, end, confidence, voiced, flags in zip(
+                *(columns[name] for name in ("LINE_TEXT", "LINE_START", "LINE_END", "LINE_CONFIDENCE", "LINE_VOICED",
+                                             "LINE_FLAGS")))
+        ]
+        quality = SongQuality(_text(columns["SONG_VERDICT"][0]), _known(columns["SONG_VOICED"][0]),
+                              sum(1 for line in lines if is_flagged(line.flags)))
+        skipped = [Skipped(int(index), _text(text))
+                   for index, text in zip(columns["SKIPPED_LINE"], columns["SKIPPED_TEXT"])]
+        return Timing(lines, _text(columns["LANGUAGE_NAME"][0]), skipped, quality)
+
+    def voice_activity(self, audio: np.ndarray) -> VoiceActivity:
+        """The server's silero_vad on 16 kHz mono float32 ``audio``."""
+        samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
+        result = self._infer(VAD_MODEL, lambda module: [infer_input(module, "AUDIO", samples, "FP32")], VAD_OUTPUTS)
+        starts = result.as_numpy("SEGMENT_START").reshape(-1)
+        ends = result.as_numpy("SEGMENT_END").reshape(-1)
+        return VoiceActivity(tuple((float(s), float(e)) for s, e in zip(starts, ends)),
+                             result.as_numpy("FRAME_PROBABILITY").reshape(-1).astype(np.float32))
+
+    def quality_thresholds(self) -> Thresholds:
+        """The flag and verdict thresholds the server's qwen3_aligner uses (its config.pbtxt parameters)."""
+        try:
+            with self._connection() as (_, client):
+                kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+                config = client.get_model_config(MODEL, headers=self._headers(), **kwargs)
+        except Exception as exc:  # tritonclient raises its own and transport errors
+            raise classify(exc) from None
+        config = config.get("config", config)  # gRPC wraps it
+        parameters = {key: value.get("string_value", value.get("stringValue", ""))
+                      for key, value in config.get("parameters", {}).items()}
+        try:
+            return Thresholds.from_parameters(parameters)
+        except ValueError as exc:
+            raise ServerError(f"the server's {MODEL} configuration has no usable quality thresholds: {exc}") from None
+
+    def _infer(self, model: str, inputs: Callable[[object], list], outputs: Sequence[str]):
+        """One inference call of ``model``; ``inputs`` builds the request tensors for the tritonclient module."""
         with self._connection() as (module, client):
-            inputs = request_inputs(module, audio, lyrics, language)
-            outputs = [module.InferRequestedOutput(name) for name in OUTPUTS]
+            tensors = inputs(module)
+            requested = [module.InferRequestedOutput(name) for name in outputs]
             kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
             try:
-                result = client.infer(MODEL, inputs, outputs=outputs, headers=self._headers(), **kwargs)
+                return client.infer(model, tensors, outputs=requested, headers=self._headers(), **kwargs)
             except Exception as exc:  # tritonclient raises its own and transport errors
                 raise classify(exc) from None
-        texts = result.as_numpy("LINE_TEXT").reshape(-1)
-        starts = result.as_numpy("LINE_START").reshape(-1)
-        ends = result.as_numpy("LINE_END").reshape(-1)
-        skipped = zip(result.as_numpy("SKIPPED_LINE").reshape(-1), result.as_numpy("SKIPPED_TEXT").reshape(-1))
-        lines = [Line(_text(text), float(start), float(end)) for text, start, end in zip(texts, starts, ends)]
-        return Timing(lines, _text(result.as_numpy("LANGUAGE_NAME").reshape(-1)[0]),
-                      [Skipped(int(index), _text(text)) for index, text in skipped])
 
     def health(self) -> Health:
         """Whether the server is live and the aligner model ready (never raises for an unreachable server)."""
@@ -240,6 +300,12 @@ def infer_input(module, name: str, data: np.ndarray, datatype: str):
     tensor = module.InferInput(name, list(data.shape), datatype)
     tensor.set_data_from_numpy(data)
     return tensor
+
+
+def _known(value: float) -> float | None:
+    """A float from the server, None for its NaN ("not known")."""
+    number = float(value)
+    return None if np.isnan(number) else number
 
 
 def _text(value: object) -> str:

@@ -5,34 +5,57 @@ lyric line, in order. Times are rounded to the centisecond the way
 ``f"{seconds:.2f}"`` rounds, then never allowed to fall below the previous
 line's, so rounding cannot reorder lines.
 
-JSON (``JSON_VERSION`` 1), keys in this order::
+JSON (``JSON_VERSION`` 2), keys in this order::
 
-    {"version": 1, "language": "Chinese", "duration_seconds": 212.48, "line_count": 2,
-     "lines": [{"index": 0, "text": "...", "start": 12.34, "end": 15.6}, ...],
+    {"version": 2, "language": "Chinese", "duration_seconds": 212.48, "line_count": 2,
+     "quality": {"verdict": "review", "mean_voiced_fraction": 0.812, "flagged_lines": 1},
+     "lines": [{"index": 0, "text": "...", "start": 12.34, "end": 15.6,
+                "confidence": 0.91, "voiced_fraction": 0.87, "flags": []}, ...],
      "skipped": [{"index": 0, "text": "[Verse 1]"}, ...]}
 
 ``start`` and ``end`` are seconds rounded to the millisecond; ``index`` counts
 the timed lines from 0 (each sung occurrence of a repeated line is one).
-``skipped`` lists the lyric lines that are not sung (section markers, repeat
-lines), each with its 0-based line number in the lyrics as sent.
+``confidence`` (the model's mean probability for the line's timestamps),
+``voiced_fraction`` (the share of the line the server's voice-activity
+detector heard as voiced) and ``mean_voiced_fraction`` are rounded to 3
+decimals, and null when not known (a line without alignable units has no
+confidence; without the VAD there is no voiced fraction). ``flags`` are the
+server's reason codes (see ``sow_qwen3.quality``); ``flagged_lines`` counts the
+lines with a flag that counts against the song. ``skipped`` lists the lyric
+lines that are not sung (section markers, repeat lines), each with its 0-based
+line number in the lyrics as sent. Version 1 had neither ``quality`` nor the
+line keys after ``end``.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-JSON_VERSION = 1
+JSON_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Line:
-    """One timed lyric line, in seconds."""
+    """One timed lyric line, in seconds, with the server's evidence for it (None / () when not known)."""
 
     text: str
     start: float
     end: float
+    confidence: float | None = None
+    voiced_fraction: float | None = None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SongQuality:
+    """The server's judgement of a whole song."""
+
+    verdict: str  # pass, review or fail
+    mean_voiced_fraction: float | None  # None when the VAD was not run
+    flagged_lines: int
 
 
 @dataclass(frozen=True)
@@ -65,17 +88,29 @@ def to_lrc(lines: Sequence[Line], duration_seconds: float) -> str:
 
 
 def to_json_data(lines: Sequence[Line], duration_seconds: float, language: str,
-                 skipped: Sequence[Skipped] = ()) -> dict:
-    """The JSON document as a dict (see the module docstring for its shape)."""
+                 quality: SongQuality | None = None, skipped: Sequence[Skipped] = ()) -> dict:
+    """The JSON document as a dict (see the module docstring for its shape; ``quality`` None gives null)."""
     return {
         "version": JSON_VERSION,
         "language": language,
         "duration_seconds": round(duration_seconds, 3),
         "line_count": len(lines),
-        "lines": [{"index": index, "text": line.text, "start": round(line.start, 3), "end": round(line.end, 3)}
+        "quality": None if quality is None else {
+            "verdict": quality.verdict,
+            "mean_voiced_fraction": known(quality.mean_voiced_fraction),
+            "flagged_lines": quality.flagged_lines,
+        },
+        "lines": [{"index": index, "text": line.text, "start": round(line.start, 3), "end": round(line.end, 3),
+                   "confidence": known(line.confidence), "voiced_fraction": known(line.voiced_fraction),
+                   "flags": list(line.flags)}
                   for index, line in enumerate(lines)],
         "skipped": [{"index": item.index, "text": item.text} for item in skipped],
     }
+
+
+def known(value: float | None) -> float | None:
+    """``value`` rounded to 3 decimals, or None when it is None or NaN (JSON has no NaN)."""
+    return None if value is None or math.isnan(value) else round(value, 3)
 
 
 def to_json(data: dict) -> str:

@@ -18,8 +18,10 @@ import triton_python_backend_utils as pb_utils
 # The Python backend puts this file's folder on sys.path, so the package beside it imports.
 from sow_aligner import settings as sow_settings
 from sow_aligner.errors import InvalidRequest
+from sow_aligner.evidence import judge
 from sow_aligner.languages import resolve_language
 from sow_aligner.lyrics import SungLyrics, sung_lines
+from sow_aligner.quality import Thresholds
 from sow_aligner.validation import check_duration, one_clip, one_string
 
 log = logging.getLogger("qwen3_aligner")
@@ -83,6 +85,7 @@ class TritonPythonModel:
         self.instance_name = args["model_instance_name"]
         try:
             settings = sow_settings.resolve(parameters, os.environ)
+            self.thresholds = Thresholds.from_parameters(parameters)
             instance_count = sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
             # torch is imported only now, so that a settings error is reported fast.
             import torch
@@ -96,6 +99,7 @@ class TritonPythonModel:
             log.error("%s: loading failed: %s", self.instance_name, exc)
             raise
         self.max_audio_seconds = settings.max_audio_seconds
+        self.vad_model = settings.vad_model
         self.metrics = AlignmentMetrics(args["model_name"], args["model_version"])
         log.info(
             "%s: ready in %.1f s (torch threads %d, audio limit %g s)",
@@ -118,7 +122,8 @@ class TritonPythonModel:
             language = resolve_language(one_string(_optional_input(request, "LANGUAGE"), "LANGUAGE"))
             result = self.engine.align(clip, lyrics.lines, language)
             lines = len(lyrics.lines)
-            response = self._response(lyrics, result, language)
+            segments = self._voiced_segments(clip, request_id)
+            response = self._response(lyrics, result, language, segments)
             outcome = "ok"
         except InvalidRequest as exc:
             outcome = "bad_input"
@@ -136,8 +141,32 @@ class TritonPythonModel:
         )
         return response
 
-    def _response(self, lyrics: SungLyrics, result, language: str) -> "pb_utils.InferenceResponse":
+    def _voiced_segments(self, clip: np.ndarray, request_id: str) -> list[tuple[float, float]] | None:
+        """The VAD model's voiced (start, end) seconds for ``clip``, through Triton (BLS).
+
+        None when no VAD model is configured or it cannot answer: the alignment
+        still answers, and its flags say that voice activity was not measured.
+        """
+        if not self.vad_model:
+            return None
+        try:
+            response = pb_utils.InferenceRequest(
+                model_name=self.vad_model,
+                requested_output_names=["SEGMENT_START", "SEGMENT_END"],
+                inputs=[pb_utils.Tensor("AUDIO", clip.reshape(1, -1))],
+            ).exec()
+            if response.has_error():
+                raise RuntimeError(response.error().message())
+            starts = pb_utils.get_output_tensor_by_name(response, "SEGMENT_START").as_numpy().reshape(-1)
+            ends = pb_utils.get_output_tensor_by_name(response, "SEGMENT_END").as_numpy().reshape(-1)
+        except Exception as exc:  # any failure of the VAD leaves the alignment standing
+            log.warning("request %s: voice activity not measured: %s: %s", request_id, self.vad_model, exc)
+            return None
+        return [(float(start), float(end)) for start, end in zip(starts, ends)]
+
+    def _response(self, lyrics: SungLyrics, result, language: str, segments) -> "pb_utils.InferenceResponse":
         """The response tensors, each with the batch dimension of 1."""
+        judgement = judge(result.lines.starts, result.lines.ends, result.evidence, segments, self.thresholds)
         values = {
             "LANGUAGE_NAME": [language],
             "LINE_TEXT": lyrics.lines,
@@ -149,6 +178,13 @@ class TritonPythonModel:
             "UNIT_LINE": result.unit_line,
             "SKIPPED_TEXT": [skipped.text for skipped in lyrics.skipped],
             "SKIPPED_LINE": [skipped.index for skipped in lyrics.skipped],
+            "LINE_CONFIDENCE": result.evidence.line_confidence,
+            "UNIT_CONFIDENCE": result.evidence.unit_confidence,
+            "UNIT_REPAIRED": result.evidence.unit_repaired,
+            "LINE_VOICED": judgement.line_voiced,
+            "LINE_FLAGS": [",".join(codes) for codes in judgement.line_flags],
+            "SONG_VERDICT": [judgement.verdict],
+            "SONG_VOICED": [judgement.song_voiced],
         }
         tensors = []
         for name, dtype in self.output_types.items():

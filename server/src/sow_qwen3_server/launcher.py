@@ -15,7 +15,8 @@ server's, and a crashed Python backend stub (which Triton 2.51 neither restarts
 nor reports) gets the model reloaded in place (explicit model-control mode);
 only if that fails does the server stop with status 1 so a restart policy
 brings it back.
-A model that fails to load leaves the server up and not ready
+It serves every model of the repository (qwen3_aligner and the silero_vad it
+asks for voice activity). A model that fails to load leaves the server up and not ready
 (``--exit-on-error=false``): the log names the path and the cause, and a
 restart could not fix it. Ready means ``GET /v2/health/ready`` returns 200.
 Arguments after ``--`` go to tritonserver unchanged (for example ``-- --log-verbose=1``).
@@ -157,10 +158,16 @@ def config_parameter(repository: Path, key: str) -> str:
     return match.group(1)
 
 
-def model_repository(options: ServeOptions) -> Path:
-    """The repository to serve: ours, or a copy whose config.pbtxt carries the overrides.
+def served_models(repository: Path) -> list[str]:
+    """The models of ``repository``: its folders with a config.pbtxt (qwen3_aligner and the silero_vad it calls)."""
+    return sorted(entry.name for entry in repository.iterdir() if (entry / "config.pbtxt").is_file())
 
-    The copy links to the real model code, so what runs is what is tested.
+
+def model_repository(options: ServeOptions) -> Path:
+    """The repository to serve: ours, or a copy whose qwen3_aligner config.pbtxt carries the overrides.
+
+    The copy links to the real model code and to the other models (silero_vad),
+    so what runs is what is tested.
     """
     source = options.model_repository / MODEL_NAME / "config.pbtxt"
     original = source.read_text()
@@ -174,6 +181,10 @@ def model_repository(options: ServeOptions) -> Path:
     version = model / "1"
     if not version.is_symlink():
         version.symlink_to(options.model_repository / MODEL_NAME / "1")
+    for other in served_models(options.model_repository):  # the other models (silero_vad) as they are
+        link = repository / other
+        if other != MODEL_NAME and not link.is_symlink():
+            link.symlink_to(options.model_repository / other)
     return repository
 
 
@@ -202,9 +213,10 @@ def auth_args(api_key: str) -> list[str]:
 def build_command(options: ServeOptions) -> tuple[list[str], dict[str, str]]:
     """The tritonserver argv and environment for ``options``."""
     binary, wheel_home = find_tritonserver()
+    repository = model_repository(options)
     argv = [
         str(binary),
-        f"--model-repository={model_repository(options)}",
+        f"--model-repository={repository}",
         f"--id={options.server_id}",
         f"--http-address={options.host}", f"--http-port={options.http_port}",
         f"--grpc-address={options.host}", f"--grpc-port={options.grpc_port}",
@@ -218,7 +230,8 @@ def build_command(options: ServeOptions) -> tuple[list[str], dict[str, str]]:
         # would repeat forever.
         "--exit-on-error=false",
         # The supervisor reloads the model after a stub crash through the repository API.
-        "--model-control-mode=explicit", f"--load-model={MODEL_NAME}",
+        "--model-control-mode=explicit",
+        *(f"--load-model={name}" for name in served_models(repository)),
         f"--exit-timeout-secs={options.exit_timeout}",
         *auth_args(options.api_key),
     ]

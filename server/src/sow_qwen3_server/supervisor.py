@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 STUB_COMM = "triton_python_backend_stub"[:15]  # the kernel keeps 15 characters of a process name
@@ -73,6 +73,7 @@ class ProcessState:
     parent: int
     name: str
     state: str  # one letter as in /proc/PID/stat: R, S, D, Z, ...
+    model: str = ""  # for a Python backend stub: the model it serves ("" when not known)
 
 
 def read_stat(text: str) -> ProcessState:
@@ -96,9 +97,21 @@ def children(pid: int, proc: Path = Path("/proc")) -> list[ProcessState]:
     return found
 
 
+def stub_model(pid: int, proc: Path = Path("/proc")) -> str:
+    """The model a live Python backend stub serves: its first argument is MODEL/VERSION/model.py.
+
+    "" when the process has ended or is a zombie (whose command line is gone).
+    """
+    try:
+        argv = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    return Path(argv[1].decode(errors="replace")).parent.parent.name if len(argv) > 1 and argv[1] else ""
+
+
 def stubs_of(pid: int) -> list[ProcessState]:
-    """The Python backend stubs among the children of ``pid`` (zombies included)."""
-    return [child for child in children(pid) if child.name == STUB_COMM]
+    """The Python backend stubs among the children of ``pid`` (zombies included), with their models."""
+    return [replace(child, model=stub_model(child.pid)) for child in children(pid) if child.name == STUB_COMM]
 
 
 def shm_regions(pid: int) -> set[str]:
@@ -120,31 +133,34 @@ class StubWatch:
     reports itself) or while the server shuts down are not. ``supervise``
     then asks the server: a crash leaves it reporting ready, while a
     deliberate unload (explicit model control) makes it not ready first.
+    The crashed stub comes back with the model it served, remembered from
+    when it was alive (a zombie's command line is gone).
     """
 
-    seen: set[int] = field(default_factory=set)
+    seen: dict[int, str] = field(default_factory=dict)  # pid -> model of the live stubs watched
 
     def crashed(self, stubs: list[ProcessState], ready_seen: bool) -> ProcessState | None:
-        alive = {stub.pid for stub in stubs if stub.state != "Z"}
+        alive = {stub.pid: stub.model for stub in stubs if stub.state != "Z"}
         if not ready_seen:
             self.seen = alive
             return None
         zombies = [stub for stub in stubs if stub.state == "Z" and stub.pid in self.seen]
         if zombies:
-            return zombies[0]
-        gone = self.seen - {stub.pid for stub in stubs}
-        self.seen |= alive
+            return replace(zombies[0], model=self.seen[zombies[0].pid])
+        gone = sorted(self.seen.keys() - {stub.pid for stub in stubs})
+        for pid, model in alive.items():
+            self.seen.setdefault(pid, model)
         if gone:
-            return ProcessState(min(gone), -1, STUB_COMM, "gone")
+            return ProcessState(gone[0], -1, STUB_COMM, "gone", self.seen[gone[0]])
         return None
 
     def excuse(self, pid: int) -> None:
         """Stop watching ``pid``: its end was deliberate."""
-        self.seen.discard(pid)
+        self.seen.pop(pid, None)
 
     def restart(self, stubs: list[ProcessState]) -> None:
         """Watch exactly the live ones of ``stubs`` from now on (the stubs of a freshly loaded model)."""
-        self.seen = {stub.pid for stub in stubs if stub.state != "Z"}
+        self.seen = {stub.pid: stub.model for stub in stubs if stub.state != "Z"}
 
 
 def _die_with_parent() -> None:
@@ -228,7 +244,8 @@ def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_t
               reload_timeout: float = RELOAD_TIMEOUT) -> int:
     """Run ``argv`` until it exits; return its exit status (128+N for signal N).
 
-    A stub that dies after ``model`` was ready gets the model reloaded in place
+    A stub that dies after ``model`` was ready gets the model it served (``model``,
+    or another model of the server such as silero_vad) reloaded in place
     (``reload_model``); if that fails the server is stopped and the result is 1.
     """
     server = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
@@ -260,27 +277,28 @@ def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_t
             if ready_seen:
                 _say(WATCHING)
         crash = watch.crashed(stubs_of(server.pid), ready_seen)
-        if crash is not None and _ready_status(model.ready_url) not in (200, None):
-            watch.excuse(crash.pid)  # the server says not ready: an unload, not a crash
-            crash = None
         if crash is None:
             continue
+        served = replace(model, name=crash.model or model.name)  # the model the dead stub served
+        if _ready_status(served.ready_url) not in (200, None):
+            watch.excuse(crash.pid)  # the server says not ready: an unload, not a crash
+            continue
         _say(f"Python backend stub {crash.pid} died ({'zombie' if crash.state == 'Z' else 'gone'}) "
-             f"and Triton does not restart it; reloading model {model.name} (unload, then load)")
+             f"and Triton does not restart it; reloading model {served.name} (unload, then load)")
         started = time.monotonic()
         try:
             server.wait(timeout=DRAIN_SECONDS)  # let Triton fail the requests the dead stub holds
         except subprocess.TimeoutExpired:
             pass
-        problem = reload_model(model, reload_timeout, lambda: stopping or server.poll() is not None)
+        problem = reload_model(served, reload_timeout, lambda: stopping or server.poll() is not None)
         if stopping or server.poll() is not None:
             continue  # a stop signal or the server's own exit: the loop collects its status
         if problem is None:
             watch.restart(stubs_of(server.pid))
-            _say(f"model {model.name} recovered: ready again {time.monotonic() - started:.1f} s after "
+            _say(f"model {served.name} recovered: ready again {time.monotonic() - started:.1f} s after "
                  "the dead stub was seen, served by a new stub")
             continue
-        _say(f"error: reloading model {model.name} failed: {problem}; "
+        _say(f"error: reloading model {served.name} failed: {problem}; "
              "stopping tritonserver so the service can be restarted")
         failed = stopping = True
         server.terminate()

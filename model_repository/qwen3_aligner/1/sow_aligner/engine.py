@@ -29,6 +29,7 @@ from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
 from .access import permission_problem  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
+from .evidence import SlotEvidence, slot_evidence  # noqa: E402
 from .line_timing import LineTimes, clamp, line_times  # noqa: E402
 from .settings import (  # noqa: E402
     Settings, cgroup_memory_limit, check_audio_limit, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
@@ -62,6 +63,16 @@ class Alignment:
     unit_end: list[float]
     unit_line: list[int]
     duration: float
+    evidence: SlotEvidence
+
+
+@dataclass(frozen=True)
+class TimestampSlots:
+    """The two timestamp slots of each unit (start, end interleaved) as the forward pass chose them."""
+
+    raw_ms: list[int]  # the chosen class times, before the monotonic repair
+    repaired_ms: list[int]  # after qwen-asr's monotonic repair
+    confidence: list[float]  # softmax probability of the chosen class
 
 
 def check_model_dir(path: Path) -> None:
@@ -190,7 +201,8 @@ class AlignmentEngine:
             )
         audio = float_range_normalize(audio)
         duration = audio.shape[0] / SAMPLE_RATE
-        unit_ms = self._unit_times_ms(audio, units)
+        slots = self._timestamp_slots(audio, units)
+        unit_ms = slots.repaired_ms
         starts = [round(ms / 1000.0, 3) for ms in unit_ms[0::2]]
         ends = [round(ms / 1000.0, 3) for ms in unit_ms[1::2]]
         counts = [len(words) for words in per_line]
@@ -201,11 +213,13 @@ class AlignmentEngine:
             unit_end=[clamp(t, 0.0, duration) for t in ends],
             unit_line=[index for index, count in enumerate(counts) for _ in range(count)],
             duration=duration,
+            evidence=slot_evidence(counts, slots.confidence, slots.raw_ms, slots.repaired_ms, duration),
         )
 
     @torch.inference_mode()
-    def _unit_times_ms(self, audio: np.ndarray, units: list[str]) -> list[int]:
-        """Start and end (ms, interleaved) of each unit: one forward pass, argmax, monotonic repair."""
+    def _timestamp_slots(self, audio: np.ndarray, units: list[str]) -> "TimestampSlots":
+        """Start and end (ms, interleaved) of each unit from one forward pass: argmax, the
+        softmax probability of that class, and the monotonic repair."""
         prompt = AUDIO_PROMPT + TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR
         inputs = self.aligner.processor(text=[prompt], audio=[audio], return_tensors="pt", padding=True)
         token_count = inputs["input_ids"].shape[1]
@@ -219,6 +233,13 @@ class AlignmentEngine:
         if int(is_timestamp.sum()) != 2 * len(units):
             raise RuntimeError(f"tokenizer produced {int(is_timestamp.sum())} timestamp tokens for {len(units)} units")
         logits = self.aligner.model.thinker(**inputs, use_cache=False).logits
-        classes = logits[0].argmax(dim=-1)[is_timestamp]
+        slot_logits = logits[0][is_timestamp]
+        classes = slot_logits.argmax(dim=-1)
+        # Softmax in float32 of the slots alone: 2 x units x classify_num values, no second pass.
+        confidence = torch.softmax(slot_logits.float(), dim=-1).gather(1, classes[:, None])[:, 0]
         timestamp_ms = (classes * self.aligner.timestamp_segment_time).to("cpu").numpy()
-        return fix_timestamp(timestamp_ms)
+        return TimestampSlots(
+            raw_ms=timestamp_ms.tolist(),
+            repaired_ms=fix_timestamp(timestamp_ms),
+            confidence=confidence.to("cpu").tolist(),
+        )

@@ -19,6 +19,7 @@ PARAMETERS: dict[str, str] = {
     "max_audio_seconds": "SOW_QWEN3_MAX_AUDIO_SECONDS",
     "encoder_attention": "SOW_QWEN3_ENCODER_ATTENTION",
     "torch_threads": "SOW_QWEN3_TORCH_THREADS",
+    "vad_model": "SOW_QWEN3_VAD_MODEL",
 }
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -41,6 +42,7 @@ class Settings:
     max_audio_seconds: float
     encoder_attention: str
     torch_threads: int  # 0 = from the instance's CPU share
+    vad_model: str  # the Triton model asked for voiced segments; "" (set as "none") = no VAD
 
 
 def raw_values(parameters: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
@@ -83,6 +85,7 @@ def resolve(parameters: Mapping[str, str], env: Mapping[str, str]) -> Settings:
         max_audio_seconds=number("max_audio_seconds", float, 1.0),
         encoder_attention=choice("encoder_attention", ENCODER_ATTENTION),
         torch_threads=int(number("torch_threads", int, 0)),
+        vad_model="" if values["vad_model"].lower() == "none" else values["vad_model"],
     )
 
 

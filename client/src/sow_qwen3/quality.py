@@ -1,0 +1,1 @@
+../../../model_repository/qwen3_aligner/1/sow_aligner/quality.py

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Write a synthetic test song whose true line times are known.
+
+    scripts/make_test_song.py [--out-dir tests/data] [--name synthetic_song]
+
+Speech lines from espeak-ng (``apt-get install espeak-ng``), English verses and
+a Chinese chorus that comes twice, placed at chosen times over a quiet noise
+bed, with instrumental gaps of tones and noise between the sections. Writes:
+
+* ``NAME.ogg``: the song, Ogg/Opus, 16 kHz mono;
+* ``NAME.txt``: the lyrics, one line per lyric line;
+* ``NAME.lrc``: the true LRC (each line's start is where its speech starts);
+* ``NAME.truth.json``: each line's true start and end, and the instrumental gaps.
+
+The tests use the committed files and need no espeak-ng; run this again only
+to change the song.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+REPO = Path(__file__).resolve().parents[1]
+RATE = 16000
+SEED = 20261129
+BED_LEVEL = 0.003  # the noise bed under everything (about -50 dBFS)
+SPEECH_LEVEL = 0.6  # peak of each spoken line
+LINE_PAUSE = 0.5  # seconds between lines of one section
+ONSET_LEVEL = 0.02  # a line starts (and ends) where its speech first (last) rises above this
+
+VERSE_1 = [("en-us", "Amazing grace, how sweet the sound"), ("en-us", "That saved a wretch like me"),
+           ("en-us", "I once was lost, but now am found"), ("en-us", "Was blind, but now I see")]
+CHORUS = [("cmn", "奇异恩典 何等甘甜"), ("cmn", "我罪已得赦免")]
+VERSE_2 = [("en-us", "Through many dangers, toils and snares"), ("en-us", "I have already come")]
+# (kind, content): a section of lines, or an instrumental gap of that many seconds.
+SONG = [("gap", 5.0), ("lines", VERSE_1), ("gap", 7.0), ("lines", CHORUS), ("gap", 6.0),
+        ("lines", VERSE_2), ("gap", 6.0), ("lines", CHORUS), ("gap", 3.0)]
+
+
+def speak(voice: str, text: str, workdir: Path) -> np.ndarray:
+    """espeak-ng's rendering of ``text``, 16 kHz mono float32, trimmed to its speech."""
+    wav = workdir / "line.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
+    data, rate = soundfile.read(wav, dtype="float32")
+    data = soxr.resample(data, rate, RATE).astype(np.float32)
+    data *= SPEECH_LEVEL / np.max(np.abs(data))
+    loud = np.flatnonzero(np.abs(data) > ONSET_LEVEL)
+    return data[loud[0]:loud[-1] + 1]
+
+
+def instrumental(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Tones (a chord that changes every half second) and noise bursts (like a hi-hat on the beat)."""
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    out = np.zeros(n, dtype=np.float64)
+    chords = [(220.0, 277.2, 329.6), (196.0, 246.9, 293.7), (174.6, 220.0, 261.6), (196.0, 246.9, 311.1)]
+    step = RATE // 2
+    for index, begin in enumerate(range(0, n, step)):
+        end = min(n, begin + step)
+        envelope = np.exp(-3.0 * (t[begin:end] - t[begin]))
+        for frequency in chords[index % len(chords)]:
+            out[begin:end] += 0.08 * envelope * np.sin(2 * np.pi * frequency * t[begin:end])
+    burst = int(0.06 * RATE)
+    for begin in range(0, n - burst, RATE // 4):
+        out[begin:begin + burst] += 0.05 * rng.standard_normal(burst) * np.linspace(1, 0, burst)
+    return out.astype(np.float32)
+
+
+def build(workdir: Path) -> tuple[np.ndarray, list[dict], list[list[float]]]:
+    """The song's samples, its lines (text, start, end) and its instrumental gaps."""
+    rng = np.random.default_rng(SEED)
+    pieces: list[np.ndarray] = []
+    lines: list[dict] = []
+    gaps: list[list[float]] = []
+    cursor = 0.0
+    for kind, content in SONG:
+        if kind == "gap":
+            pieces.append(instrumental(content, rng))
+            gaps.append([round(cursor, 3), round(cursor + content, 3)])
+            cursor += content
+            continue
+        for index, (voice, text) in enumerate(content):
+            speech = speak(voice, text, workdir)
+            lines.append({"text": text, "start": round(cursor, 3), "end": round(cursor + speech.size / RATE, 3)})
+            pieces.append(speech)
+            cursor += speech.size / RATE
+            if index + 1 < len(content):
+                pieces.append(np.zeros(int(LINE_PAUSE * RATE), dtype=np.float32))
+                cursor += int(LINE_PAUSE * RATE) / RATE
+    song = np.concatenate(pieces)
+    song += BED_LEVEL * rng.standard_normal(song.size).astype(np.float32)
+    return np.clip(song, -1.0, 1.0), lines, gaps
+
+
+def lrc(lines: list[dict]) -> str:
+    out = []
+    for line in lines:
+        minutes, seconds = divmod(line["start"], 60)
+        out.append(f"[{int(minutes):02d}:{seconds:05.2f}]{line['text']}")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out-dir", type=Path, default=REPO / "tests" / "data")
+    parser.add_argument("--name", default="synthetic_song")
+    args = parser.parse_args(argv)
+    if not shutil.which("espeak-ng"):
+        print("make_test_song.py: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as workdir:
+        song, lines, gaps = build(Path(workdir))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    base = args.out_dir / args.name
+    soundfile.write(f"{base}.ogg", song, RATE, format="OGG", subtype="OPUS")
+    Path(f"{base}.txt").write_text("".join(line["text"] + "\n" for line in lines), encoding="utf-8")
+    Path(f"{base}.lrc").write_text(lrc(lines), encoding="utf-8")
+    truth = {"duration_seconds": round(song.size / RATE, 3), "lines": lines, "instrumental_gaps": gaps}
+    Path(f"{base}.truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {base}.ogg ({song.size / RATE:.1f} s, {len(lines)} lines) and its .txt, .lrc, .truth.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
