@@ -111,7 +111,7 @@ def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch, tmp_path)
     assert re.sub(r"count: 3|KIND_GPU|max_queue_size: 5", "", config) == re.sub(
         r"count: 1|KIND_CPU|max_queue_size: 32", "", original)
     # The other model of the repository is served unchanged beside it.
-    assert (repository / "silero_vad").resolve() == serve.MODEL_REPOSITORY / "silero_vad"
+    assert (repository / "silero_vad").resolve() == serve.CHECKOUT_REPOSITORY / "silero_vad"
 
 
 @pytest.mark.parametrize("argv,message", [
