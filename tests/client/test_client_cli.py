@@ -262,13 +262,18 @@ def test_batch_resumes_after_an_interrupted_run(env, http_files, tmp_path, lyric
     assert process.returncode == 130, stderr
     assert "3 songs: 1 aligned, 0 already done, 0 failed" in stderr
     assert "interrupted with 2 songs not done; run the same command again to resume" in stderr
-    assert sorted(p.name for p in out.iterdir()) == ["resume-0.lrc"]  # nothing half-written
+    # Nothing half-written; quality.csv holds the one song that finished.
+    assert sorted(p.name for p in out.iterdir()) == ["quality.csv", "resume-0.lrc"]
+    assert [row["name"] for row in csv.DictReader((out / "quality.csv").read_text(encoding="utf-8").splitlines())] \
+        == ["resume-0"]
     first_hits = http_files.hits["resume-0.wav"]
 
     again = run("align-batch", str(manifest), "--out-dir", str(out), "--concurrency", "2", env=env)
     assert again.returncode == 0, again.stderr
     assert "3 songs: 2 aligned, 1 already done, 0 failed" in again.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["resume-0.lrc", "resume-1.lrc", "resume-2.lrc"]
+    assert sorted(p.name for p in out.iterdir()) == ["quality.csv", "resume-0.lrc", "resume-1.lrc", "resume-2.lrc"]
+    assert [row["name"] for row in csv.DictReader((out / "quality.csv").read_text(encoding="utf-8").splitlines())] \
+        == ["resume-0", "resume-1", "resume-2"]
     assert http_files.hits["resume-0.wav"] == first_hits
 
 

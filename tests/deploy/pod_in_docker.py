@@ -25,26 +25,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docker_stack import docker
 from kustomize_build import effective_environment, quantity_bytes, quantity_cpus
 
 HOLDER_COMMAND = ["sleep", "infinity"]
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    """The docker CLI; raises with its output when ``check`` and it fails."""
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args[:3])} ... failed ({result.returncode}): {result.stderr[-2000:]}")
-    return result
-
-
-def engine_problem() -> str | None:
-    """Why no Docker engine can be used here, or None."""
-    try:
-        info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        return "no docker CLI on PATH"
-    return None if info.returncode == 0 else f"no Docker engine reachable: {info.stderr.strip()[:200]}"
 
 
 @dataclass

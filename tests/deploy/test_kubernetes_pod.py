@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from kustomize_build import build, container, find
-from pod_in_docker import DockerPod, docker, engine_problem
+from docker_stack import build_image, docker, engine_problem
+from pod_in_docker import DockerPod
 from support.audio import speech
 from support.infer import align_grpc, align_http
 
@@ -32,14 +33,7 @@ def image() -> str:
     problem = engine_problem()
     if problem:
         pytest.skip(problem)
-    chosen = os.environ.get("SOW_QWEN3_K8S_TEST_IMAGE")
-    if chosen:
-        return chosen
-    try:
-        from docker_stack import build_image
-    except ImportError:
-        pytest.skip("no image: set SOW_QWEN3_K8S_TEST_IMAGE to a built sow-qwen3-aligner image")
-    return build_image()[0]
+    return os.environ.get("SOW_QWEN3_K8S_TEST_IMAGE") or build_image()[0]
 
 
 @pytest.fixture(scope="module")
