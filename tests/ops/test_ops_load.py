@@ -22,6 +22,7 @@ from ops_helpers import (
 )
 from server_process import http_status
 from support.audio import SAMPLE_LYRICS, noise, speech
+from support.infer import MODEL
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 
@@ -139,7 +140,8 @@ def check_load(server, clients: int, per_client: int, deadline: float) -> dict:
     # The queue (32) holds more than the clients (<= 16) can have waiting: nothing should be refused.
     assert not refused, f"{len(refused)} requests refused although the queue can hold every client: {refused[:3]}"
     # The server saw exactly the requests sent: none lost, none counted twice.
-    wanted = {"success": ("nv_inference_request_success", {}), "ok": ("sow_qwen3_alignments_total", {"outcome": "ok"})}
+    wanted = {"success": ("nv_inference_request_success", {"model": MODEL}),
+              "ok": ("sow_qwen3_alignments_total", {"outcome": "ok"})}
     expected = {"success": len(ok), "ok": len(ok)}
     after = scrape_until(server.metrics_url, lambda s: deltas(before, s, wanted) == expected)
     assert deltas(before, after, wanted) == expected

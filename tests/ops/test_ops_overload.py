@@ -17,6 +17,7 @@ from ops_helpers import (
     short_request, slow_request, stub_process, wait_until_busy,
 )
 from server_process import start_server
+from support.infer import MODEL
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 
@@ -85,10 +86,10 @@ def test_overload_is_refused_fast_and_the_service_recovers(small_queue_server):
     # Triton counts only what it executed: the blocker and the accepted ones. (2.51 does not count
     # queue-full refusals anywhere, not even as nv_inference_request_failure{reason="REJECTED"}.)
     wanted = {
-        "success": ("nv_inference_request_success", {}),
+        "success": ("nv_inference_request_success", {"model": MODEL}),
         "ok": ("sow_qwen3_alignments_total", {"outcome": "ok"}),
-        "failures": ("nv_inference_request_failure", {"reason": "REJECTED"}),
-        "pending": ("nv_inference_pending_request_count", {}),
+        "failures": ("nv_inference_request_failure", {"model": MODEL, "reason": "REJECTED"}),
+        "pending": ("nv_inference_pending_request_count", {"model": MODEL}),
     }
     expected = {"success": 1 + len(accepted), "ok": 1 + len(accepted)}
     after = scrape_until(server.metrics_url, lambda s: {

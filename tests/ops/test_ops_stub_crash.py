@@ -135,8 +135,8 @@ def recovery(tiny_model_dir, server_logs):
         thread.join(HANG_GUARD + 120)
         assert "outcome" in result, "the in-flight request never returned (client timeout did not fire either)"
         outcome = result["outcome"]
-        wanted = {"backend_failures": ("nv_inference_request_failure", {"reason": "BACKEND"}),
-                  "success": ("nv_inference_request_success", {})}
+        wanted = {"backend_failures": ("nv_inference_request_failure", {"model": MODEL, "reason": "BACKEND"}),
+                  "success": ("nv_inference_request_success", {"model": MODEL})}
         after = scrape_until(server.metrics_url, lambda s: deltas(before, s, wanted)["backend_failures"] >= 1)
         try:
             wait_for(lambda: RECOVERED in server.log() or server.process.poll() is not None, RELOAD_DEADLINE,
