@@ -171,7 +171,7 @@ def metric(samples: dict, name: str, **labels: str) -> float:
 
 def stub_process(server, model: str = "qwen3_aligner") -> psutil.Process:
     """The one Python backend stub of ``model`` (the server also runs silero_vad's); its command line names the model's folder."""
-    stubs = [psutil.Process(pid) for pid in server.stub_pids()]
+    stubs = [stub for stub in map(psutil.Process, server.stub_pids()) if stub.status() != psutil.STATUS_ZOMBIE]
     mine = [stub for stub in stubs if any(f"/{model}/" in part or part.endswith(f"/{model}") for part in stub.cmdline())]
     assert len(mine) == 1, f"expected one Python backend stub of {model}, found {[s.cmdline() for s in stubs]}"
     return mine[0]

@@ -173,8 +173,8 @@ def test_the_server_stays_up_and_a_new_stub_serves_the_model(recovery):
     server = recovery.server
     assert server.process.poll() is None, server.log()[-3000:]
     assert tritonserver_pid(server) == recovery.triton_pid
-    live_stubs = [pid for pid in server.stub_pids() if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert len(live_stubs) == 1 and live_stubs[0] != recovery.killed_stub, live_stubs
+    new_stub = stub_process(server)  # exactly one live stub of the aligner (silero_vad has its own)
+    assert new_stub.pid != recovery.killed_stub, new_stub
     assert http_status(f"http://{server.http_url}/v2/models/{MODEL}/ready") == 200
     assert server.is_ready()
     log = server.log()
@@ -201,9 +201,10 @@ def test_requests_during_recovery_get_a_retryable_error_or_the_right_answer(reco
     assert not not_retryable, [(p.protocol, type(p.error).__name__, str(p.error)) for p in not_retryable]
     timed_out = [p for p in probes if p.seconds >= PROBE_TIMEOUT - 1 or "timed out" in str(p.error or "")]
     assert not timed_out, [(p.protocol, p.seconds, str(p.error)) for p in timed_out]
-    # The probes did cover the recovery: some were refused while the model was away.
-    refused = [p for p in probes if p.error is not None]
-    assert refused and {p.protocol for p in refused} == {"http", "grpc"}, probes
+    # The probes did cover the recovery: some were refused while the model was away. (Which
+    # protocols caught a refusal depends on how long the reload takes; the classifier's answer for
+    # each status of both protocols is pinned in tests/client/test_client_recovery_errors.py.)
+    assert [p for p in probes if p.error is not None], probes
 
 
 def _wait_for_exit(server, timeout: float) -> int:
