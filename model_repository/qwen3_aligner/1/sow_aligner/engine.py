@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,11 @@ import torch  # noqa: E402
 from qwen_asr import Qwen3ForcedAligner  # noqa: E402
 from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
 
+from .dtype_probe import DtypeChoice, ProbeShapes, checkpoint_parameters, choose_cpu_dtype, measure_gflops  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
 from .line_timing import LineTimes, clamp, line_times  # noqa: E402
-from .settings import (  # noqa: E402
-    Settings, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
-)
+from .settings import Settings, memory_limit, read_text, resolve_device, resolve_dtype  # noqa: E402
 from .timestamps import fix_timestamp  # noqa: E402
 from .validation import SAMPLE_RATE  # noqa: E402
 
@@ -92,12 +92,29 @@ def checkpoint_dtype(path: Path) -> str:
     return str(config.get("dtype") or config.get("torch_dtype") or "float32")
 
 
+def choose_dtype(settings: Settings, device: str, path: Path, instance_count: int) -> DtypeChoice:
+    """The dtype to load in: the setting, the device's default, or (``auto`` on CPU) the probe's pick."""
+    resolved = resolve_dtype(settings.dtype, device)
+    if resolved:
+        return DtypeChoice(resolved, "setting" if settings.dtype != "auto" else "device")
+    try:
+        parameters = checkpoint_parameters(path)
+    except (OSError, ValueError, KeyError, struct.error) as exc:
+        raise ModelLoadError(f"could not load Qwen3-ForcedAligner from {path}: unreadable weights header: {exc!r}") from None
+    limit = memory_limit(read_text("/sys/fs/cgroup/memory.max"), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    shapes = ProbeShapes.from_config(json.loads((path / "config.json").read_text()))
+    return choose_cpu_dtype(
+        shapes, parameters, checkpoint_dtype(path), settings.max_audio_seconds, limit // max(1, instance_count), measure_gflops,
+    )
+
+
 class AlignmentEngine:
     """One loaded Qwen3-ForcedAligner and the per-request alignment path."""
 
-    def __init__(self, aligner: Qwen3ForcedAligner, settings: Settings) -> None:
+    def __init__(self, aligner: Qwen3ForcedAligner, settings: Settings, dtype_choice: DtypeChoice) -> None:
         self.aligner = aligner
         self.settings = settings
+        self.dtype_choice = dtype_choice
         thinker_config = aligner.model.config.thinker_config
         # Two timestamps per unit, each one of classify_num 80 ms steps: past
         # classify_num / 2 units the head cannot place them all.
@@ -105,9 +122,13 @@ class AlignmentEngine:
         self.max_tokens = int(thinker_config.text_config.max_position_embeddings)
 
     @classmethod
-    def load(cls, settings: Settings, instance_kind: str = "CPU", device_id: int = 0) -> "AlignmentEngine":
+    def load(
+        cls, settings: Settings, instance_kind: str = "CPU", device_id: int = 0, instance_count: int = 1,
+    ) -> "AlignmentEngine":
         """Load the checkpoint at ``settings.model_path`` onto the resolved device.
 
+        With ``dtype=auto`` on CPU the dtype is measured first (``choose_dtype``),
+        with this instance's share (1 / ``instance_count``) of the memory limit.
         Raises ModelLoadError (path and problem in the message) when the
         directory is missing or broken, or SettingsError for a bad setting.
         """
@@ -118,11 +139,9 @@ class AlignmentEngine:
             cuda_available=torch.cuda.is_available(),
             mps_available=torch.backends.mps.is_available(),
         )
-        dtype = resolve_dtype(
-            settings.dtype, device, checkpoint_dtype(path),
-            cpu_has_native_bf16(read_text("/proc/cpuinfo") or ""),
-            memory_limit(read_text("/sys/fs/cgroup/memory.max"), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")),
-        )
+        choice = choose_dtype(settings, device, path, instance_count)
+        log.info("%s", choice.describe())
+        dtype = choice.dtype
         try:
             aligner = Qwen3ForcedAligner.from_pretrained(
                 str(path), dtype=getattr(torch, dtype), device_map=device, local_files_only=True
@@ -136,7 +155,7 @@ class AlignmentEngine:
         aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)
-        engine = cls(aligner, settings)
+        engine = cls(aligner, settings, choice)
         engine.self_check()
         log.info("loaded %s on %s as %s (encoder attention: %s)", path, device, dtype, settings.encoder_attention)
         return engine
