@@ -4,8 +4,9 @@ This is the only module of the package that needs torch and qwen-asr. It
 runs the same computation as ``Qwen3ForcedAligner.align`` for one clip (same
 prompt, same processor, same forward pass, same monotonic repair and
 rounding), with the per-request waste removed: the text is split into units
-once, per line, so units map to lines without a second tokenisation, and the
-forward pass keeps no KV cache.
+once, per line, so units map to lines without a second tokenisation, the
+forward pass keeps no KV cache, and the timestamp head runs only at the
+timestamp tokens (``timestamp_head``).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
 from .line_timing import LineTimes, clamp, line_times  # noqa: E402
 from .settings import Settings, memory_limit, read_text, resolve_device, resolve_dtype  # noqa: E402
+from .timestamp_head import TimestampHead  # noqa: E402
 from .timestamps import fix_timestamp  # noqa: E402
 from .validation import SAMPLE_RATE  # noqa: E402
 
@@ -153,6 +155,7 @@ class AlignmentEngine:
         if head != classify_num:
             raise ModelLoadError(f"model directory {path}: timestamp head has {head} classes, config says {classify_num}")
         aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
+        aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)
         engine = cls(aligner, settings, choice)
@@ -229,7 +232,9 @@ class AlignmentEngine:
         is_timestamp = input_ids == self.aligner.timestamp_token_id
         if int(is_timestamp.sum()) != 2 * len(units):
             raise RuntimeError(f"tokenizer produced {int(is_timestamp.sum())} timestamp tokens for {len(units)} units")
-        logits = self.aligner.model.thinker(**inputs, use_cache=False).logits
-        classes = logits[0].argmax(dim=-1)[is_timestamp]
+        thinker = self.aligner.model.thinker
+        with thinker.lm_head.at(is_timestamp):
+            logits = thinker(**inputs, use_cache=False).logits
+        classes = logits[0].argmax(dim=-1)
         timestamp_ms = (classes * self.aligner.timestamp_segment_time).to("cpu").numpy()
         return fix_timestamp(timestamp_ms)
