@@ -43,7 +43,7 @@ def conv_size(size: int) -> int:
 
 
 def component_flops(config, shape: ForwardShape) -> dict[str, int]:
-    """FLOPs per component (``COMPONENTS`` but "other") of one forward pass.
+    """FLOPs per component (``COMPONENTS`` but "other") of one forward pass, attention included.
 
     ``config`` is the thinker config (``model.config.thinker_config``) or any
     object with its ``audio_config``, ``text_config`` and ``classify_num``.
@@ -58,23 +58,42 @@ def component_flops(config, shape: ForwardShape) -> dict[str, int]:
     conv = 2 * 9 * width * (f1 * t1 + width * (f2 * t2 + f3 * t3)) + 2 * t3 * width * f3 * audio.d_model
     embeddings = sum(shape.window_lengths)
     d, ffn = audio.d_model, audio.encoder_ffn_dim
-    encoder_layer = 2 * embeddings * (4 * d * d + 2 * d * ffn) + 4 * d * sum(n * n for n in shape.window_lengths)
+    encoder_linear = audio.encoder_layers * 2 * embeddings * (4 * d * d + 2 * d * ffn)
     encoder_out = 2 * embeddings * (d * d + d * audio.output_dim)
     h, n = text.hidden_size, shape.tokens
     q_dim = text.num_attention_heads * text.head_dim
     kv_dim = text.num_key_value_heads * text.head_dim
-    decoder_linear = 2 * n * (h * (2 * q_dim + 2 * kv_dim) + 3 * h * text.intermediate_size)
-    decoder_attention = 4 * q_dim * (n * (n + 1) // 2)
+    decoder_linear = text.num_hidden_layers * 2 * n * (h * (2 * q_dim + 2 * kv_dim) + 3 * h * text.intermediate_size)
+    attention = attention_flops(config, shape)
     return {
         "conv front end": chunks * conv,
-        "encoder layers": audio.encoder_layers * encoder_layer + encoder_out,
-        "decoder layers": text.num_hidden_layers * (decoder_linear + decoder_attention),
+        "encoder layers": encoder_linear + encoder_out + attention["encoder layers"],
+        "decoder layers": decoder_linear + attention["decoder layers"],
         "timestamp head": 2 * shape.head_rows * h * config.classify_num,
     }
 
 
+def attention_flops(config, shape: ForwardShape) -> dict[str, int]:
+    """The attention kernels' share of ``component_flops``: scores and weighted sums.
+
+    Encoder: within each span, every embedding with every other. Decoder:
+    causal, each token with itself and those before it.
+    """
+    audio, text = config.audio_config, config.text_config
+    q_dim = text.num_attention_heads * text.head_dim
+    causal_pairs = shape.tokens * (shape.tokens + 1) // 2
+    return {
+        "encoder layers": audio.encoder_layers * 4 * audio.d_model * sum(n * n for n in shape.window_lengths),
+        "decoder layers": text.num_hidden_layers * 4 * q_dim * causal_pairs,
+    }
+
+
 class ComponentTimer:
-    """Seconds per component of the thinker calls made inside ``timing()``, summed over calls."""
+    """Seconds per component of the thinker calls made inside ``timing()``, summed over calls.
+
+    ``inputs`` holds the last call's prompt tokens and mel frames (keyword
+    arguments ``input_ids`` and ``feature_attention_mask``, as qwen-asr passes them).
+    """
 
     def __init__(self, thinker) -> None:
         tower = thinker.audio_tower
@@ -86,6 +105,7 @@ class ComponentTimer:
             "timestamp head": (thinker.lm_head, thinker.lm_head),
         }
         self.seconds = {name: 0.0 for name in self.spans}
+        self.inputs: dict[str, int] = {}  # tokens and mel_frames of the last thinker call
 
     @contextmanager
     def timing(self) -> Iterator["ComponentTimer"]:
@@ -98,6 +118,12 @@ class ComponentTimer:
                 self.seconds[name] += time.perf_counter() - started.pop(name)
 
             handles += [first.register_forward_pre_hook(begin), last.register_forward_hook(end)]
+        def inputs(_, args, kwargs):
+            self.inputs = {"tokens": int(kwargs["input_ids"].shape[1]),
+                           "mel_frames": int(kwargs["feature_attention_mask"].sum())}
+
+        thinker = self.spans["thinker"][0]
+        handles.append(thinker.register_forward_pre_hook(inputs, with_kwargs=True))
         try:
             yield self
         finally:
@@ -116,12 +142,25 @@ class ComponentTimer:
         return {**parts, "other": s["thinker"] - sum(parts.values())}
 
 
-def window_lengths(embeddings: int, window: int, windowed: bool) -> tuple[int, ...]:
-    """Attention spans of ``embeddings`` audio embeddings: windows of ``window`` (the last shorter), or one."""
-    if not windowed:
-        return (embeddings,)
-    full, rest = divmod(embeddings, window)
-    return (window,) * full + ((rest,) if rest else ())
+def forward_shape(config, mel_frames: int, tokens: int, head_rows: int, windowed: bool) -> ForwardShape:
+    """The ForwardShape of a clip of ``mel_frames`` frames in a prompt of ``tokens`` tokens.
+
+    As qwen-asr's encoder computes them: 13 embeddings per full 100-frame chunk
+    (plus the last chunk's), attention windows of ``n_window_infer`` frames
+    (104 embeddings), the last one shorter; one span when not ``windowed``.
+    """
+    audio = config.audio_config
+    chunk = 2 * audio.n_window
+    per_chunk = conv_size(conv_size(conv_size(chunk)))
+    full_chunks, rest = divmod(mel_frames, chunk)
+    embeddings = full_chunks * per_chunk + (conv_size(conv_size(conv_size(rest))) if rest else 0)
+    window = per_chunk * (audio.n_window_infer // chunk)
+    if windowed:
+        whole, tail = divmod(embeddings, window)
+        spans = (window,) * whole + ((tail,) if tail else ())
+    else:
+        spans = (embeddings,)
+    return ForwardShape(mel_frames, tokens, spans, head_rows)
 
 
 def achieved(flops: dict[str, int], seconds: dict[str, float]) -> dict[str, float]:
