@@ -126,3 +126,42 @@ def test_the_real_probe_at_real_shapes_keeps_to_one_pass_when_out_of_time():
     """seconds=0: a warm-up and one timed pass per dtype, whatever the machine's speed."""
     gflops = measure_gflops("float32", REAL_SHAPES, 0.0)
     assert math.isfinite(gflops) and gflops > 0
+
+
+def engine_settings(model_dir, dtype: str):
+    from sow_aligner.settings import Settings
+
+    return Settings(model_path=model_dir, device="cpu", dtype=dtype, max_audio_seconds=300.0,
+                    encoder_attention="windowed", torch_threads=0)
+
+
+@pytest.mark.parametrize("dtype,device,expected", [
+    ("bfloat16", "cpu", ("bfloat16", "setting")),
+    ("float32", "cuda:0", ("float32", "setting")),
+    ("auto", "cuda:0", ("bfloat16", "device")),
+    ("auto", "mps", ("float32", "device")),
+])
+def test_engine_measures_only_for_auto_on_cpu(tiny_model_dir, dtype, device, expected):
+    from sow_aligner.engine import choose_dtype
+
+    choice = choose_dtype(engine_settings(tiny_model_dir, dtype), device, tiny_model_dir, 1)
+    assert (choice.dtype, choice.reason, choice.gflops) == (*expected, {})
+
+
+def test_engine_auto_on_cpu_probes_the_checkpoint(tiny_model_dir):
+    from sow_aligner.engine import choose_dtype
+
+    choice = choose_dtype(engine_settings(tiny_model_dir, "auto"), "cpu", tiny_model_dir, 1)
+    assert choice.reason == "probe" and set(choice.gflops) == {"float32", "bfloat16"}
+
+
+def test_engine_names_an_unreadable_weights_header(tiny_model_dir, tmp_path):
+    from support.checkpoints import broken_copy
+    from sow_aligner.engine import ModelLoadError, choose_dtype
+
+    def truncate(directory):
+        (directory / "model.safetensors").write_bytes((directory / "model.safetensors").read_bytes()[:5000])
+
+    broken = broken_copy(tiny_model_dir, tmp_path, truncate)
+    with pytest.raises(ModelLoadError, match=f"could not load Qwen3-ForcedAligner from {broken}: unreadable weights header"):
+        choose_dtype(engine_settings(broken, "auto"), "cpu", broken, 1)
