@@ -3,7 +3,7 @@
 
     bench.py [--quick] [--songs 30,120,300] [--dtypes bfloat16,float32] [--repeats 3]
              [--concurrency 1,2,4,8] [--requests 8] [--throughput-song 30]
-             [--service-dtype auto|bfloat16|float32] [--no-profile]
+             [--service-dtype bfloat16|float32] [--no-profile]
              [--model-dir DIR] [--output docs/benchmarks.md | --no-write]
 
 Model: the real Qwen3-ForcedAligner-0.6B architecture with random weights and
