@@ -5,7 +5,9 @@ import re
 
 import pytest
 
-from ops_helpers import scrape
+from support.audio import speech
+
+from ops_helpers import once_http, scrape, scrape_until
 from server_process import start_server
 from support.stopping import assert_clean_stop
 
@@ -19,8 +21,13 @@ def samples_named(samples: dict, name: str) -> dict[frozenset, float]:
 
 
 def test_auto_on_cpu_runs_the_probe_and_exports_its_pick(triton_server):
-    """config.pbtxt's dtype is auto: both dtypes are timed and the faster (ties: the checkpoint's) is loaded."""
-    samples = scrape(triton_server.metrics_url)
+    """config.pbtxt's dtype is auto: both dtypes are timed and the faster (ties: the checkpoint's) is loaded.
+
+    One request first: Triton 2.51 sometimes shows a gauge set at load as 0; the model sets it again per request.
+    """
+    assert once_http(triton_server.http_url, speech(2.0), "奇异恩典").kind == "ok"
+    samples = scrape_until(triton_server.metrics_url,
+                           lambda s: list(samples_named(s, "sow_qwen3_dtype").values()) == [1.0])
     probe = {dict(labels)["dtype"]: value for labels, value in samples_named(samples, "sow_qwen3_dtype_probe_gflops").items()}
     assert set(probe) == {"float32", "bfloat16"} and all(value > 0 for value in probe.values()), probe
     chosen = samples_named(samples, "sow_qwen3_dtype")

@@ -43,7 +43,9 @@ class AlignmentMetrics:
 
     Counters of aligned audio, lines and outcomes; gauges of the dtype the
     instance runs in (1 for its dtype and reason) and of the load-time dtype
-    probe's figure per measured dtype (GFLOP/s).
+    probe's figure per measured dtype (GFLOP/s). Triton 2.51 sometimes shows
+    a gauge set in ``initialize`` as 0 (seen in 3 of about 10 starts on a
+    busy machine), so the dtype gauge is set again with every request.
     """
 
     def __init__(self, model_name: str, version: str, dtype_choice) -> None:
@@ -62,7 +64,7 @@ class AlignmentMetrics:
         }
         self._dtype = self._families["sow_qwen3_dtype"].Metric(
             labels={**labels, "dtype": dtype_choice.dtype, "reason": dtype_choice.reason})
-        self._dtype.set(1)
+        self._dtype.set(1.0)
         self._probe = [self._families["sow_qwen3_dtype_probe_gflops"].Metric(labels={**labels, "dtype": dtype})
                        for dtype in dtype_choice.gflops]
         for metric, gflops in zip(self._probe, dtype_choice.gflops.values()):
@@ -75,6 +77,7 @@ class AlignmentMetrics:
         }
 
     def record(self, outcome: str, audio_seconds: float = 0.0, lines: int = 0) -> None:
+        self._dtype.set(1.0)
         self._outcomes[outcome].increment(1)
         if outcome == "ok":
             self._audio.increment(audio_seconds)
