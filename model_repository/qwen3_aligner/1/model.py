@@ -41,20 +41,36 @@ class TritonLogHandler(logging.Handler):
 
 
 class AlignmentMetrics:
-    """The model's custom Prometheus counters (served on Triton's metrics port)."""
+    """The model's custom Prometheus metrics (served on Triton's metrics port).
 
-    def __init__(self, model_name: str, version: str) -> None:
+    Counters of aligned audio, lines and outcomes; gauges of the dtype the
+    instance runs in (1 for its dtype and reason) and of the load-time dtype
+    probe's figure per measured dtype (GFLOP/s). Triton 2.51 sometimes shows
+    a gauge set in ``initialize`` as 0 (seen in 3 of about 10 starts on a
+    busy machine), so the dtype gauge is set again with every request.
+    """
+
+    def __init__(self, model_name: str, version: str, dtype_choice) -> None:
         labels = {"model": model_name, "version": version}
-        counter = pb_utils.MetricFamily.COUNTER
+        counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
         # The families must outlive their metrics, so they are kept here.
         self._families = {
-            name: pb_utils.MetricFamily(name=name, description=description, kind=counter)
-            for name, description in (
-                ("sow_qwen3_audio_seconds_total", "Seconds of audio aligned successfully"),
-                ("sow_qwen3_lines_total", "Lyric lines aligned successfully"),
-                ("sow_qwen3_alignments_total", "Alignment requests by outcome"),
+            name: pb_utils.MetricFamily(name=name, description=description, kind=kind)
+            for name, description, kind in (
+                ("sow_qwen3_audio_seconds_total", "Seconds of audio aligned successfully", counter),
+                ("sow_qwen3_lines_total", "Lyric lines aligned successfully", counter),
+                ("sow_qwen3_alignments_total", "Alignment requests by outcome", counter),
+                ("sow_qwen3_dtype", "1 for the dtype this model runs in, labelled with why it was chosen", gauge),
+                ("sow_qwen3_dtype_probe_gflops", "Load-time dtype probe: GFLOP/s per measured dtype", gauge),
             )
         }
+        self._dtype = self._families["sow_qwen3_dtype"].Metric(
+            labels={**labels, "dtype": dtype_choice.dtype, "reason": dtype_choice.reason})
+        self._dtype.set(1.0)
+        self._probe = [self._families["sow_qwen3_dtype_probe_gflops"].Metric(labels={**labels, "dtype": dtype})
+                       for dtype in dtype_choice.gflops]
+        for metric, gflops in zip(self._probe, dtype_choice.gflops.values()):
+            metric.set(gflops)
         self._audio = self._families["sow_qwen3_audio_seconds_total"].Metric(labels=labels)
         self._lines = self._families["sow_qwen3_lines_total"].Metric(labels=labels)
         self._outcomes = {
@@ -63,6 +79,7 @@ class AlignmentMetrics:
         }
 
     def record(self, outcome: str, audio_seconds: float = 0.0, lines: int = 0) -> None:
+        self._dtype.set(1.0)
         self._outcomes[outcome].increment(1)
         if outcome == "ok":
             self._audio.increment(audio_seconds)
@@ -94,13 +111,14 @@ class TritonPythonModel:
             from sow_aligner.engine import AlignmentEngine
 
             started = time.monotonic()
-            self.engine = AlignmentEngine.load(settings, args["model_instance_kind"], int(args["model_instance_device_id"]))
+            self.engine = AlignmentEngine.load(
+                settings, args["model_instance_kind"], int(args["model_instance_device_id"]), instance_count)
         except Exception as exc:
             log.error("%s: loading failed: %s", self.instance_name, exc)
             raise
         self.max_audio_seconds = settings.max_audio_seconds
         self.vad_model = settings.vad_model
-        self.metrics = AlignmentMetrics(args["model_name"], args["model_version"])
+        self.metrics = AlignmentMetrics(args["model_name"], args["model_version"], self.engine.dtype_choice)
         log.info(
             "%s: ready in %.1f s (torch threads %d, audio limit %g s)",
             self.instance_name, time.monotonic() - started, torch.get_num_threads(), self.max_audio_seconds,

@@ -7,13 +7,15 @@ rounding; with the default windowed encoder attention, the forward pass is
 stock's on CPU only for clips of one 8 s window, see encoder_windows), with
 the per-request waste removed: the text is split into units
 once, per line, so units map to lines without a second tokenisation, and the
-forward pass keeps no KV cache.
+forward pass keeps no KV cache, and the timestamp head runs only at the
+timestamp tokens (``timestamp_head``).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +29,13 @@ from qwen_asr import Qwen3ForcedAligner  # noqa: E402
 from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
 
 from .access import permission_problem  # noqa: E402
+from .dtype_probe import DtypeChoice, ProbeShapes, checkpoint_parameters, choose_cpu_dtype, measure_gflops  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
 from .evidence import SlotEvidence, slot_evidence  # noqa: E402
 from .line_timing import LineTimes, clamp, line_times  # noqa: E402
-from .settings import (  # noqa: E402
-    Settings, cgroup_memory_limit, check_audio_limit, cpu_has_native_bf16, memory_limit, read_text, resolve_device, resolve_dtype,
-)
+from .settings import Settings, cgroup_memory_limit, check_audio_limit, memory_limit, resolve_device, resolve_dtype  # noqa: E402
+from .timestamp_head import TimestampHead  # noqa: E402
 from .timestamps import fix_timestamp  # noqa: E402
 from .validation import SAMPLE_RATE  # noqa: E402
 
@@ -109,12 +111,31 @@ def checkpoint_dtype(path: Path) -> str:
     return str(config.get("dtype") or config.get("torch_dtype") or "float32")
 
 
+def choose_dtype(settings: Settings, device: str, path: Path, memory: int) -> DtypeChoice:
+    """The dtype to load in: the setting, the device's default, or (``auto`` on CPU) the probe's pick.
+
+    ``memory`` is this instance's share of the memory limit, in bytes.
+    """
+    resolved = resolve_dtype(settings.dtype, device)
+    if resolved:
+        return DtypeChoice(resolved, "setting" if settings.dtype != "auto" else "device")
+    try:
+        parameters = checkpoint_parameters(path)
+    except (OSError, ValueError, KeyError, struct.error) as exc:
+        raise ModelLoadError(f"could not load Qwen3-ForcedAligner from {path}: unreadable weights header: {exc!r}") from None
+    shapes = ProbeShapes.from_config(json.loads((path / "config.json").read_text()))
+    return choose_cpu_dtype(
+        shapes, parameters, checkpoint_dtype(path), settings.max_audio_seconds, memory, measure_gflops,
+    )
+
+
 class AlignmentEngine:
     """One loaded Qwen3-ForcedAligner and the per-request alignment path."""
 
-    def __init__(self, aligner: Qwen3ForcedAligner, settings: Settings) -> None:
+    def __init__(self, aligner: Qwen3ForcedAligner, settings: Settings, dtype_choice: DtypeChoice) -> None:
         self.aligner = aligner
         self.settings = settings
+        self.dtype_choice = dtype_choice
         thinker_config = aligner.model.config.thinker_config
         # Two timestamps per unit, each one of classify_num 80 ms steps: past
         # classify_num / 2 units the head cannot place them all.
@@ -122,9 +143,13 @@ class AlignmentEngine:
         self.max_tokens = int(thinker_config.text_config.max_position_embeddings)
 
     @classmethod
-    def load(cls, settings: Settings, instance_kind: str = "CPU", device_id: int = 0) -> "AlignmentEngine":
+    def load(
+        cls, settings: Settings, instance_kind: str = "CPU", device_id: int = 0, instance_count: int = 1,
+    ) -> "AlignmentEngine":
         """Load the checkpoint at ``settings.model_path`` onto the resolved device.
 
+        With ``dtype=auto`` on CPU the dtype is measured first (``choose_dtype``),
+        with this instance's share (1 / ``instance_count``) of the memory limit.
         Raises ModelLoadError (path and problem in the message) when the
         directory is missing or broken, or SettingsError for a bad setting
         (including a ``max_audio_seconds`` past what the model can time).
@@ -137,9 +162,9 @@ class AlignmentEngine:
             mps_available=torch.backends.mps.is_available(),
         )
         memory = memory_limit(cgroup_memory_limit(), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-        dtype = resolve_dtype(
-            settings.dtype, device, checkpoint_dtype(path), cpu_has_native_bf16(read_text("/proc/cpuinfo") or ""), memory,
-        )
+        choice = choose_dtype(settings, device, path, memory // max(1, instance_count))
+        log.info("%s", choice.describe())
+        dtype = choice.dtype
         try:
             aligner = Qwen3ForcedAligner.from_pretrained(
                 str(path), dtype=getattr(torch, dtype), device_map=device, local_files_only=True
@@ -152,9 +177,10 @@ class AlignmentEngine:
             raise ModelLoadError(f"model directory {path}: timestamp head has {head} classes, config says {classify_num}")
         check_audio_limit(settings.max_audio_seconds, classify_num, aligner.timestamp_segment_time)
         aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
+        aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)
-        engine = cls(aligner, settings)
+        engine = cls(aligner, settings, choice)
         engine.self_check()
         log.info("loaded %s on %s as %s (encoder attention: %s, memory limit %.1f GiB)",
                  path, device, dtype, settings.encoder_attention, memory / 1024**3)
@@ -232,8 +258,9 @@ class AlignmentEngine:
         is_timestamp = input_ids == self.aligner.timestamp_token_id
         if int(is_timestamp.sum()) != 2 * len(units):
             raise RuntimeError(f"tokenizer produced {int(is_timestamp.sum())} timestamp tokens for {len(units)} units")
-        logits = self.aligner.model.thinker(**inputs, use_cache=False).logits
-        slot_logits = logits[0][is_timestamp]
+        thinker = self.aligner.model.thinker
+        with thinker.lm_head.at(is_timestamp):
+            slot_logits = thinker(**inputs, use_cache=False).logits[0]
         classes = slot_logits.argmax(dim=-1)
         # Softmax in float32 of the slots alone: 2 x units x classify_num values, no second pass.
         confidence = torch.softmax(slot_logits.float(), dim=-1).gather(1, classes[:, None])[:, 0]

@@ -24,7 +24,6 @@ PARAMETERS: dict[str, str] = {
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ENCODER_ATTENTION = ("windowed", "full")
-FLOAT32_MIN_MEMORY = 12 * 1024**3
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -138,22 +137,12 @@ def resolve_device(
     return cuda if requested == "cuda" else requested
 
 
-def resolve_dtype(
-    requested: str,
-    device: str,
-    checkpoint_dtype: str,
-    cpu_has_native_bf16: bool,
-    memory_limit_bytes: int | None,
-) -> str:
-    """The torch dtype name to run in.
+def resolve_dtype(requested: str, device: str) -> str | None:
+    """The torch dtype name to run in, or None when it is to be measured.
 
-    An explicit choice wins. "auto" means:
-      * CUDA: bfloat16;
-      * MPS: float32;
-      * CPU: the checkpoint's own dtype, except that a bfloat16 checkpoint runs
-        in float32 on a CPU without native bf16 instructions (emulated bf16 is
-        slower there) when at least FLOAT32_MIN_MEMORY bytes are available,
-        since float32 needs about 8.4 GB for a 5-minute song against 3.4 GB.
+    An explicit choice wins. "auto" means bfloat16 on CUDA, float32 on MPS,
+    and on CPU None: the engine times the candidates at load
+    (``sow_aligner.dtype_probe``), since no CPU-flag rule picks the faster one.
     """
     if requested != "auto":
         return requested
@@ -161,10 +150,7 @@ def resolve_dtype(
         return "bfloat16"
     if device == "mps":
         return "float32"
-    if checkpoint_dtype != "bfloat16" or cpu_has_native_bf16:
-        return checkpoint_dtype if checkpoint_dtype in DTYPES else "float32"
-    enough = memory_limit_bytes is None or memory_limit_bytes >= FLOAT32_MIN_MEMORY
-    return "float32" if enough else "bfloat16"
+    return None
 
 
 def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
@@ -201,15 +187,6 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
 def memory_limit(cgroup_limit: int | None, physical_bytes: int) -> int:
     """Bytes this process may use: the cgroup limit if any and below physical memory, else physical memory."""
     return physical_bytes if cgroup_limit is None else min(cgroup_limit, physical_bytes)
-
-
-def cpu_has_native_bf16(cpuinfo: str) -> bool:
-    """Whether /proc/cpuinfo text lists a native bfloat16 instruction set."""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def cpu_share(cpu_limit: float | None, usable_cpus: int, instance_count: int) -> int:
