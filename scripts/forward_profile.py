@@ -15,11 +15,13 @@ convolutions and attention (elementwise work is left out); its counts agree
 with ``torch.utils.flop_counter`` on a small model (tests/test_forward_profile.py).
 ``ComponentTimer`` times the same components with forward hooks; on CPU every
 op is synchronous, so the hooks' clock readings are the components' times.
+qwen-asr runs the three convolutions once per batch of ``conv_chunksize``
+chunks and ``conv_out`` once, so the conv front end is the sum of those calls.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -95,12 +97,15 @@ class ComponentTimer:
     arguments ``input_ids`` and ``feature_attention_mask``, as qwen-asr passes them).
     """
 
-    def __init__(self, thinker) -> None:
+    def __init__(self, thinker, clock: Callable[[], float] = time.perf_counter) -> None:
         tower = thinker.audio_tower
+        self.clock = clock
+        # (first module, last module): a span runs from the first's call to the last's return, once per call.
         self.spans = {
             "thinker": (thinker, thinker),
             "audio tower": (tower, tower),
-            "conv front end": (tower.conv2d1, tower.conv_out),
+            "conv chunks": (tower.conv2d1, tower.conv2d3),
+            "conv out": (tower.conv_out, tower.conv_out),
             "decoder layers": (thinker.model.layers[0], thinker.model.layers[-1]),
             "timestamp head": (thinker.lm_head, thinker.lm_head),
         }
@@ -112,10 +117,10 @@ class ComponentTimer:
         handles, started = [], {}
         for name, (first, last) in self.spans.items():
             def begin(*_, name=name):
-                started[name] = time.perf_counter()
+                started[name] = self.clock()
 
             def end(*_, name=name):
-                self.seconds[name] += time.perf_counter() - started.pop(name)
+                self.seconds[name] += self.clock() - started.pop(name)
 
             handles += [first.register_forward_pre_hook(begin), last.register_forward_hook(end)]
         def inputs(_, args, kwargs):
@@ -133,9 +138,10 @@ class ComponentTimer:
     def components(self) -> dict[str, float]:
         """Seconds per entry of COMPONENTS (encoder layers = audio tower less its conv front end)."""
         s = self.seconds
+        conv = s["conv chunks"] + s["conv out"]
         parts = {
-            "conv front end": s["conv front end"],
-            "encoder layers": s["audio tower"] - s["conv front end"],
+            "conv front end": conv,
+            "encoder layers": s["audio tower"] - conv,
             "decoder layers": s["decoder layers"],
             "timestamp head": s["timestamp head"],
         }

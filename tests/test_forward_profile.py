@@ -80,3 +80,20 @@ def test_timer_covers_every_component(aligner):
                             "mel_frames": int(inputs["feature_attention_mask"].sum())}
     rates = achieved({"conv front end": 10**9, "encoder layers": 2 * 10**9}, {"conv front end": 0.5, "encoder layers": 1.0})
     assert rates == {"conv front end": 2.0, "encoder layers": 2.0, "forward": 2.0}
+
+
+def test_timer_sums_every_conv_chunk(aligner):
+    """With a clock that ticks once per reading, a span read once at each end lasts 1: the conv front end
+    of a clip in three one-chunk conv calls is those three spans plus conv_out's."""
+    thinker = aligner.model.thinker
+    inputs = prompt_inputs(aligner, 2.5, list("奇异"))  # 250 mel frames: three 100-frame chunks
+    ticks = iter(range(10**6))
+    timer = ComponentTimer(thinker, clock=lambda: float(next(ticks)))
+    chunksize = thinker.audio_tower.conv_chunksize
+    thinker.audio_tower.conv_chunksize = 1
+    try:
+        with torch.inference_mode(), timer.timing():
+            thinker(**inputs, use_cache=False)
+    finally:
+        thinker.audio_tower.conv_chunksize = chunksize
+    assert timer.components()["conv front end"] == 3 + 1
