@@ -7,7 +7,7 @@ import torch
 
 from sow_aligner.quality import voiced_fraction
 from support.audio import noise, speech
-from support.song import song_audio, truth, voice_activity_module
+from support.song import SONGS, song_audio, truth, voice_activity_module
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,9 @@ def test_segments_equal_get_speech_timestamps(vad, stock_model):
         (segment["start"], segment["end"]) for segment in expected]
 
 
-def test_the_vad_finds_the_test_songs_lines_and_not_its_gaps(vad):
-    song, expected = song_audio(), truth()
+@pytest.mark.parametrize("name", SONGS)
+def test_the_vad_finds_the_test_songs_lines_and_not_its_gaps(vad, name):
+    song, expected = song_audio(name), truth(name)
     result = vad.run(song)
     segments = list(zip(result.segment_start.tolist(), result.segment_end.tolist()))
     for line in expected.lines:
