@@ -19,7 +19,8 @@ from sow_aligner.evidence import judge
 from sow_aligner.quality import is_flagged
 from sow_aligner.song_alignment import align_song
 from sow_aligner.timestamps import fix_timestamp
-from support.fake_align import RATE, RecordingAlign, config_thresholds, even_timing, position_clip, words
+from support.fake_align import RATE, RecordingAlign, even_timing, position_clip, words
+from support.song import config_thresholds
 
 JUDGE = partial(judge, thresholds=config_thresholds())
 LANGUAGE = "English"

@@ -10,11 +10,8 @@ knows where in the song the part it was given starts.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 
@@ -22,18 +19,9 @@ from sow_aligner.alignment import Alignment
 from sow_aligner.errors import InvalidRequest
 from sow_aligner.evidence import slot_evidence
 from sow_aligner.line_timing import clamp, line_times
-from sow_aligner.quality import Thresholds
 from sow_aligner.windows import sounded
 
 RATE = 16000
-CONFIG = Path(__file__).resolve().parents[2] / "model_repository" / "qwen3_aligner" / "config.pbtxt"
-
-
-@cache
-def config_thresholds() -> Thresholds:
-    """The quality thresholds of qwen3_aligner's config.pbtxt."""
-    text = CONFIG.read_text()
-    return Thresholds.from_parameters(dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', text)))
 
 
 def words(line: str) -> list[str]:

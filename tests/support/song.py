@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +19,7 @@ SONG_AUDIO = DATA / "synthetic_song.ogg"
 SONG_LYRICS = DATA / "synthetic_song.txt"
 SONG_LRC = DATA / "synthetic_song.lrc"
 VAD_CODE = REPO / "model_repository" / "silero_vad" / "1" / "voice_activity.py"
+ALIGNER_CONFIG = REPO / "model_repository" / "qwen3_aligner" / "config.pbtxt"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,15 @@ def truth() -> Truth:
     raw = json.loads((DATA / "synthetic_song.truth.json").read_text(encoding="utf-8"))
     return Truth(raw["duration_seconds"], [TrueLine(**line) for line in raw["lines"]],
                  [tuple(gap) for gap in raw["instrumental_gaps"]])
+
+
+@cache
+def config_thresholds():
+    """The quality thresholds (sow_aligner.quality.Thresholds) of qwen3_aligner's config.pbtxt."""
+    from sow_aligner.quality import Thresholds
+
+    text = ALIGNER_CONFIG.read_text()
+    return Thresholds.from_parameters(dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', text)))
 
 
 @cache
