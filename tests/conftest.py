@@ -61,6 +61,15 @@ def triton_server(tiny_model_dir: Path, server_logs: Path):
 
 
 @pytest.fixture(scope="session")
+def single_pass_server(tiny_model_dir: Path, server_logs: Path):
+    """The real tritonserver with anchored re-alignment off (SOW_QWEN3_REALIGN_PASSES=0): the single pass,
+    which is what stock qwen-asr computes."""
+    server = start_server(tiny_model_dir, server_logs, env={"SOW_QWEN3_REALIGN_PASSES": "0"})
+    yield server
+    assert_clean_stop(server)
+
+
+@pytest.fixture(scope="session")
 def reference_aligner(tiny_model_dir: Path):
     """Stock in-process qwen-asr on the same checkpoint, as its README shows it."""
     import torch

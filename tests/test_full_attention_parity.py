@@ -23,8 +23,9 @@ CASES = {"chinese-20s": (ZH, "Chinese", 20.0), "english-16s": (EN, "English", 16
 
 @pytest.fixture(scope="module")
 def full_attention_server(tiny_model_dir, server_logs):
-    """The real tritonserver on the tiny checkpoint with SOW_QWEN3_ENCODER_ATTENTION=full."""
-    server = start_server(tiny_model_dir, server_logs, env={"SOW_QWEN3_ENCODER_ATTENTION": "full"})
+    """The real tritonserver on the tiny checkpoint with SOW_QWEN3_ENCODER_ATTENTION=full, single pass."""
+    server = start_server(tiny_model_dir, server_logs,
+                          env={"SOW_QWEN3_ENCODER_ATTENTION": "full", "SOW_QWEN3_REALIGN_PASSES": "0"})
     yield server
     assert_clean_stop(server)
 

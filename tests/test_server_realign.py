@@ -63,14 +63,6 @@ def answer(url: str, audio: np.ndarray, lyrics: str) -> Answer:
 
 
 @pytest.fixture(scope="module")
-def single_pass_server(tiny_model_dir, server_logs):
-    """The real server with re-alignment switched off (today's single pass)."""
-    server = start_server(tiny_model_dir, server_logs, env={"SOW_QWEN3_REALIGN_PASSES": "0"})
-    yield server
-    assert_clean_stop(server)
-
-
-@pytest.fixture(scope="module")
 def long_song_server(tiny_model_dir, server_logs):
     """The real server allowing 15-minute songs, in windows of 20 s (small, so the tiny model is quick)."""
     server = start_server(tiny_model_dir, server_logs,
