@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from server_process import start_server
 from sow_aligner.quality import is_flagged
 from support.infer import MODEL, build_inputs, http_client
 from support.song import SONG_LYRICS, song_audio
-from support.stopping import assert_clean_stop
+from support.stopping import serving
 
 pytestmark = pytest.mark.server
 
@@ -65,10 +64,8 @@ def answer(url: str, audio: np.ndarray, lyrics: str) -> Answer:
 @pytest.fixture(scope="module")
 def long_song_server(tiny_model_dir, server_logs):
     """The real server allowing 15-minute songs, in windows of 20 s (small, so the tiny model is quick)."""
-    server = start_server(tiny_model_dir, server_logs,
-                          env={"SOW_QWEN3_MAX_AUDIO_SECONDS": "900", "SOW_QWEN3_WINDOW_SECONDS": "20"})
-    yield server
-    assert_clean_stop(server)
+    yield from serving(tiny_model_dir, server_logs,
+                       {"SOW_QWEN3_MAX_AUDIO_SECONDS": "900", "SOW_QWEN3_WINDOW_SECONDS": "20"})
 
 
 @pytest.fixture(scope="module")
