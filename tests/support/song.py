@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +21,7 @@ SONG_LRC = DATA / "synthetic_song.lrc"
 LONG_SONG = "synthetic_song_7min"  # 7 minutes, chorus four times, lyrics with section markers and repeats
 SONGS = ("synthetic_song", LONG_SONG)
 VAD_CODE = REPO / "model_repository" / "silero_vad" / "1" / "voice_activity.py"
+ALIGNER_CONFIG = REPO / "model_repository" / "qwen3_aligner" / "config.pbtxt"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,15 @@ def truth(name: str = "synthetic_song") -> Truth:
     raw = json.loads((DATA / f"{name}.truth.json").read_text(encoding="utf-8"))
     return Truth(raw["duration_seconds"], [TrueLine(**line) for line in raw["lines"]],
                  [tuple(gap) for gap in raw["instrumental_gaps"]])
+
+
+@cache
+def config_thresholds():
+    """The quality thresholds (sow_aligner.quality.Thresholds) of qwen3_aligner's config.pbtxt."""
+    from sow_aligner.quality import Thresholds
+
+    text = ALIGNER_CONFIG.read_text()
+    return Thresholds.from_parameters(dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', text)))
 
 
 @cache
