@@ -107,8 +107,9 @@ class ModeResult:
 def find_songs(folder: Path) -> list[Song]:
     """The songs of ``folder``, by stem: every LRC with an audio file of the same stem that decodes.
 
-    A reference without audio, or with audio that does not decode, is skipped
-    with a message. Raises UsageError naming the folder when no song is left.
+    A reference that holds no timed line, or has no audio or audio that does
+    not decode, is skipped with a message. Raises UsageError naming the folder
+    when no song is left.
     """
     songs = []
     for reference in sorted(folder.glob("*.lrc")):
@@ -117,13 +118,14 @@ def find_songs(folder: Path) -> list[Song]:
             print(f"eval_quality: {reference.name} has no audio file of the same stem; skipped", file=sys.stderr)
             continue
         try:
+            timed = read_timing(reference).lines
             seconds = load_audio(audio, MAX_AUDIO_SECONDS, name=str(audio)).size / SAMPLE_RATE
-        except BadInputError as exc:  # not audio, or longer than any server may allow
+        except BadInputError as exc:  # no timed line; not audio, or longer than any server may allow
             print(f"eval_quality: {exc}; skipped", file=sys.stderr)
             continue
         written = reference.with_suffix(".txt")
         lyrics = (written.read_text(encoding="utf-8-sig") if written.is_file()
-                  else "\n".join(line.text for line in read_timing(reference).lines) + "\n")
+                  else "\n".join(line.text for line in timed) + "\n")
         songs.append(Song(reference.stem, audio, reference, lyrics, seconds))
     if not songs:
         raise UsageError(f"{folder} holds no song (an audio file and a .lrc with the same stem)")
