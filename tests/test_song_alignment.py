@@ -15,14 +15,16 @@ import pytest
 from hypothesis import given
 
 from sow_aligner.errors import InvalidRequest
-from sow_aligner.evidence import judge
+from sow_aligner.evidence import Judgement, judge
 from sow_aligner.quality import is_flagged
+from sow_aligner.realign import better
 from sow_aligner.song_alignment import align_song
 from sow_aligner.timestamps import fix_timestamp
 from support.fake_align import RATE, RecordingAlign, even_timing, position_clip, words
 from support.song import config_thresholds
 
 JUDGE = partial(judge, thresholds=config_thresholds())
+nan = float("nan")
 LANGUAGE = "English"
 
 
@@ -185,3 +187,23 @@ def test_new_times_that_are_not_better_are_dropped():
     song = run(clip, LINES, align, [(0.0, 10.0)], 3)
     assert song.line_pass == [1] * 5
     assert len(align.calls) == 2, "a pass that keeps nothing ends the repair"
+
+
+# --- the measure of "better" ------------------------------------------------------------------------
+
+def judged(flags, voiced):
+    return Judgement(line_voiced=voiced, line_flags=flags, song_voiced=float("nan"), verdict="review")
+
+
+OLD_FLAGS = [["unvoiced"], ["zero_length"], []]  # 2 flagged lines; the run is line 1
+
+
+@pytest.mark.parametrize("new_flags, new_voiced, old_voiced, expected", [
+    ([[], [], ["unvoiced"]], [0.9, 0.2, 0.2], [0.2, 0.5, 0.9], True),  # fewer flagged lines win, even less voiced
+    ([["collapsed"], ["zero_length"], ["unvoiced"]], [1.0] * 3, [0.2, 0.5, 0.9], False),  # more lose, even more voiced
+    ([["unvoiced"], [], ["collapsed"]], [0.2, 0.9, 0.9], [0.2, 0.5, 0.9], True),  # as many: the run's voice decides
+    ([["unvoiced"], [], ["collapsed"]], [0.2, 0.5, 0.9], [0.2, 0.5, 0.9], False),  # ... an equal one keeps the old
+    ([["collapsed"], ["zero_length"], ["vad_unavailable"]], [nan] * 3, [nan] * 3, False),  # no VAD: keeps the old
+])
+def test_new_times_win_by_fewer_flagged_lines_then_more_voice(new_flags, new_voiced, old_voiced, expected):
+    assert better(judged(new_flags, new_voiced), judged(OLD_FLAGS, old_voiced), 1, 2) is expected
