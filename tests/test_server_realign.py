@@ -8,6 +8,7 @@ and a song past the single-pass limit is aligned in windows, line for line.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,5 +117,8 @@ def test_a_song_past_the_single_pass_limit_is_aligned_in_windows(long_song_serve
     assert result.start[-1] > 300.0 - 56.0, "the last lines are timed in the last minute, not piled at the front"
     assert set(result.line_pass) <= {1, 2, 3}
     assert [unit[0] for unit in result.units] == sorted(unit[0] for unit in result.units)
+    passes = re.search(r"(\d+) model passes over ([\d.]+) s of audio \(longest ([\d.]+) s\)", long_song_server.log())
+    assert passes, long_song_server.log()[-3000:]
+    assert int(passes[1]) >= 2 and float(passes[3]) <= 20.0, "windows of at most 20 s, never the song in one pass"
     without_vad = f"voice activity not measured: {long_audio.size / 16000:.1f} s of audio cut into windows every 20 s"
     assert (without_vad in long_song_server.log()) == (result.flags[0][-1:] == ["vad_unavailable"])

@@ -37,6 +37,11 @@ def flagged(song) -> int:
     return sum(1 for codes in song.judgement.line_flags if is_flagged(codes))
 
 
+def answer(song) -> str:
+    """What the response says (repr is exact for floats and shows NaN)."""
+    return repr((song.alignment, song.judgement, song.line_pass))
+
+
 def line_record(song, index):
     """Everything the response says about one line, as text (repr is exact for floats and shows NaN)."""
     a = song.alignment
@@ -104,6 +109,7 @@ def test_guarantees_hold_for_any_model_answer(scenario, data):
     again = JUDGE(starts, ends, song.alignment.evidence, segments)
     assert repr(again) == repr(song.judgement), "the judgement is the final song's"
     assert all(seconds <= window + 1 / RATE for _, seconds, _ in align.calls), "no pass longer than a window"
+    assert song.model_seconds == [seconds for _, seconds, _ in align.calls[len(align.calls) - len(song.model_seconds):]]
 
 
 @given(scenarios(), st.data())
@@ -128,7 +134,7 @@ def test_nothing_flagged_after_pass_1_means_no_second_pass():
     align = RecordingAlign(even_timing(0.9))
     song = run(clip, LINES, align, [(0.0, 10.0)], 2)
     assert flagged(song) == 0 and len(align.calls) == 1
-    assert repr(song) == repr(run(clip, LINES, RecordingAlign(even_timing(0.9)), [(0.0, 10.0)], 0))
+    assert answer(song) == answer(run(clip, LINES, RecordingAlign(even_timing(0.9)), [(0.0, 10.0)], 0))
 
 
 def piled_then_right(start, seconds, lines):
@@ -174,7 +180,8 @@ def test_a_realignment_refused_as_invalid_keeps_pass_1():
 
     clip = position_clip(10.0)
     song = run(clip, LINES, RecordingAlign(refuse_parts), [(0.0, 10.0)], 2)
-    assert repr(song) == repr(run(clip, LINES, RecordingAlign(piled_then_right), [(0.0, 10.0)], 0))
+    assert answer(song) == answer(run(clip, LINES, RecordingAlign(piled_then_right), [(0.0, 10.0)], 0))
+    assert song.model_seconds == [10.0, pytest.approx(6.7)], "the refused re-alignment was tried"
 
 
 def test_new_times_that_are_not_better_are_dropped():
@@ -187,6 +194,7 @@ def test_new_times_that_are_not_better_are_dropped():
     song = run(clip, LINES, align, [(0.0, 10.0)], 3)
     assert song.line_pass == [1] * 5
     assert len(align.calls) == 2, "a pass that keeps nothing ends the repair"
+    assert song.describe() == "2 model passes over 20.0 s of audio (longest 10.0 s), 0 of 5 lines re-aligned"
 
 
 # --- the measure of "better" ------------------------------------------------------------------------
