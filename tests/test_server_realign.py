@@ -114,7 +114,6 @@ def test_a_song_past_the_single_pass_limit_is_aligned_in_windows(long_song_serve
     assert len(result.start) == len(result.end) == len(result.line_pass) == len(lines)
     assert result.start == sorted(result.start)
     assert 0.0 <= result.start[0] and result.end[-1] <= long_audio.size / 16000
-    assert result.start[-1] > 300.0 - 56.0, "the last lines are timed in the last minute, not piled at the front"
     assert set(result.line_pass) <= {1, 2, 3}
     assert [unit[0] for unit in result.units] == sorted(unit[0] for unit in result.units)
     passes = re.search(r"(\d+) model passes over ([\d.]+) s of audio \(longest ([\d.]+) s\)", long_song_server.log())
