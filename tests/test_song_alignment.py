@@ -184,17 +184,30 @@ def test_a_realignment_refused_as_invalid_keeps_pass_1():
     assert song.model_seconds == [10.0, pytest.approx(6.7)], "the refused re-alignment was tried"
 
 
-def test_new_times_that_are_not_better_are_dropped():
-    def always_piled(start, seconds, lines):
-        units = 2 * sum(len(words(line)) for line in lines)
-        return [int(seconds * 500)] * units, [0.9] * units  # everything on one moment: every line flagged
+def always_piled(start, seconds, lines):
+    """Everything on the part's middle: every line flagged (zero length)."""
+    units = 2 * sum(len(words(line)) for line in lines)
+    return [int(seconds * 500)] * units, [0.9] * units
+
+
+def test_new_times_that_are_not_better_are_dropped_and_end_the_repair():
+    def piled_then_piled(start, seconds, lines):
+        return piled_then_right(start, seconds, lines) if start == 0.0 else always_piled(start, seconds, lines)
 
     clip = position_clip(10.0)
-    align = RecordingAlign(always_piled)
+    align = RecordingAlign(piled_then_piled)
     song = run(clip, LINES, align, [(0.0, 10.0)], 3)
     assert song.line_pass == [1] * 5
     assert len(align.calls) == 2, "a pass that keeps nothing ends the repair"
-    assert song.describe() == "2 model passes over 20.0 s of audio (longest 10.0 s), 0 of 5 lines re-aligned"
+    assert song.describe() == "2 model passes over 16.7 s of audio (longest 10.0 s), 0 of 5 lines re-aligned"
+
+
+def test_a_song_without_anchors_is_not_aligned_again_on_the_same_audio():
+    clip = position_clip(10.0)
+    align = RecordingAlign(always_piled)
+    song = run(clip, ["a", "b", "c"], align, [(0.0, 10.0)], 2)
+    assert [bool(is_flagged(codes)) for codes in song.judgement.line_flags] == [True, True, True]
+    assert len(align.calls) == 1 and song.line_pass == [1, 1, 1]
 
 
 # --- the measure of "better" ------------------------------------------------------------------------

@@ -90,10 +90,11 @@ def align_song(
         kept_any = False
         for first, stop in runs(anchors):
             low, high = room(song, first, stop, duration)
-            if high - low < MIN_SPAN_SECONDS:
-                continue
+            audio = audio_span(low, high, duration, segments)
+            if high - low < MIN_SPAN_SECONDS or audio == (0.0, duration) and (first, stop) == (0, len(lines)):
+                continue  # no room, or pass 1's very audio and text: the model would answer the same
             try:
-                fresh = span(*audio_span(low, high, duration, segments), lines[first:stop])
+                fresh = span(*audio, lines[first:stop])
             except InvalidRequest as exc:
                 log.info("lines %d-%d not re-aligned: %s", first, stop - 1, exc)
                 continue
