@@ -15,14 +15,16 @@ import pytest
 from hypothesis import given
 
 from sow_aligner.errors import InvalidRequest
-from sow_aligner.evidence import judge
+from sow_aligner.evidence import Judgement, judge
 from sow_aligner.quality import is_flagged
+from sow_aligner.realign import better
 from sow_aligner.song_alignment import align_song
 from sow_aligner.timestamps import fix_timestamp
 from support.fake_align import RATE, RecordingAlign, even_timing, position_clip, words
 from support.song import config_thresholds
 
 JUDGE = partial(judge, thresholds=config_thresholds())
+nan = float("nan")
 LANGUAGE = "English"
 
 
@@ -33,6 +35,11 @@ def run(clip, lines, align, segments, passes, window=180.0):
 
 def flagged(song) -> int:
     return sum(1 for codes in song.judgement.line_flags if is_flagged(codes))
+
+
+def answer(song) -> str:
+    """What the response says (repr is exact for floats and shows NaN)."""
+    return repr((song.alignment, song.judgement, song.line_pass))
 
 
 def line_record(song, index):
@@ -102,6 +109,7 @@ def test_guarantees_hold_for_any_model_answer(scenario, data):
     again = JUDGE(starts, ends, song.alignment.evidence, segments)
     assert repr(again) == repr(song.judgement), "the judgement is the final song's"
     assert all(seconds <= window + 1 / RATE for _, seconds, _ in align.calls), "no pass longer than a window"
+    assert song.model_seconds == [seconds for _, seconds, _ in align.calls[len(align.calls) - len(song.model_seconds):]]
 
 
 @given(scenarios(), st.data())
@@ -126,7 +134,7 @@ def test_nothing_flagged_after_pass_1_means_no_second_pass():
     align = RecordingAlign(even_timing(0.9))
     song = run(clip, LINES, align, [(0.0, 10.0)], 2)
     assert flagged(song) == 0 and len(align.calls) == 1
-    assert repr(song) == repr(run(clip, LINES, RecordingAlign(even_timing(0.9)), [(0.0, 10.0)], 0))
+    assert answer(song) == answer(run(clip, LINES, RecordingAlign(even_timing(0.9)), [(0.0, 10.0)], 0))
 
 
 def piled_then_right(start, seconds, lines):
@@ -172,16 +180,51 @@ def test_a_realignment_refused_as_invalid_keeps_pass_1():
 
     clip = position_clip(10.0)
     song = run(clip, LINES, RecordingAlign(refuse_parts), [(0.0, 10.0)], 2)
-    assert repr(song) == repr(run(clip, LINES, RecordingAlign(piled_then_right), [(0.0, 10.0)], 0))
+    assert answer(song) == answer(run(clip, LINES, RecordingAlign(piled_then_right), [(0.0, 10.0)], 0))
+    assert song.model_seconds == [10.0, pytest.approx(6.7)], "the refused re-alignment was tried"
 
 
-def test_new_times_that_are_not_better_are_dropped():
-    def always_piled(start, seconds, lines):
-        units = 2 * sum(len(words(line)) for line in lines)
-        return [int(seconds * 500)] * units, [0.9] * units  # everything on one moment: every line flagged
+def always_piled(start, seconds, lines):
+    """Everything on the part's middle: every line flagged (zero length)."""
+    units = 2 * sum(len(words(line)) for line in lines)
+    return [int(seconds * 500)] * units, [0.9] * units
+
+
+def test_new_times_that_are_not_better_are_dropped_and_end_the_repair():
+    def piled_then_piled(start, seconds, lines):
+        return piled_then_right(start, seconds, lines) if start == 0.0 else always_piled(start, seconds, lines)
 
     clip = position_clip(10.0)
-    align = RecordingAlign(always_piled)
+    align = RecordingAlign(piled_then_piled)
     song = run(clip, LINES, align, [(0.0, 10.0)], 3)
     assert song.line_pass == [1] * 5
     assert len(align.calls) == 2, "a pass that keeps nothing ends the repair"
+    assert song.describe() == "2 model passes over 16.7 s of audio (longest 10.0 s), 0 of 5 lines re-aligned"
+
+
+def test_a_song_without_anchors_is_not_aligned_again_on_the_same_audio():
+    clip = position_clip(10.0)
+    align = RecordingAlign(always_piled)
+    song = run(clip, ["a", "b", "c"], align, [(0.0, 10.0)], 2)
+    assert [bool(is_flagged(codes)) for codes in song.judgement.line_flags] == [True, True, True]
+    assert len(align.calls) == 1 and song.line_pass == [1, 1, 1]
+
+
+# --- the measure of "better" ------------------------------------------------------------------------
+
+def judged(flags, voiced):
+    return Judgement(line_voiced=voiced, line_flags=flags, song_voiced=float("nan"), verdict="review")
+
+
+OLD_FLAGS = [["unvoiced"], ["zero_length"], []]  # 2 flagged lines; the run is line 1
+
+
+@pytest.mark.parametrize("new_flags, new_voiced, old_voiced, expected", [
+    ([[], [], ["unvoiced"]], [0.9, 0.2, 0.2], [0.2, 0.5, 0.9], True),  # fewer flagged lines win, even less voiced
+    ([["collapsed"], ["zero_length"], ["unvoiced"]], [1.0] * 3, [0.2, 0.5, 0.9], False),  # more lose, even more voiced
+    ([["unvoiced"], [], ["collapsed"]], [0.2, 0.9, 0.9], [0.2, 0.5, 0.9], True),  # as many: the run's voice decides
+    ([["unvoiced"], [], ["collapsed"]], [0.2, 0.5, 0.9], [0.2, 0.5, 0.9], False),  # ... an equal one keeps the old
+    ([["collapsed"], ["zero_length"], ["vad_unavailable"]], [nan] * 3, [nan] * 3, False),  # no VAD: keeps the old
+])
+def test_new_times_win_by_fewer_flagged_lines_then_more_voice(new_flags, new_voiced, old_voiced, expected):
+    assert better(judged(new_flags, new_voiced), judged(OLD_FLAGS, old_voiced), 1, 2) is expected

@@ -95,6 +95,22 @@ def test_every_line_once_in_order_and_no_window_longer_than_allowed(data, durati
             assert not in_voice(start + seconds, segments), "cut in a silence"
 
 
+def test_a_line_kept_from_the_tail_is_never_passed_by_the_next_window():
+    def first_line_at_the_tail(start, seconds, lines):
+        """The first window piles everything on its end; the next starts its first line at once."""
+        units = 2 * sum(len(words(text)) for text in lines)
+        if start == 0.0:
+            return [int(seconds * 1000) - 200] * units, [0.9] * units
+        return even_timing()(start, seconds, lines)
+
+    lines = [f"l{i}a l{i}b" for i in range(6)]
+    timed = align_span(position_clip(40.0), 0.0, 40.0, lines, "English", align=RecordingAlign(first_line_at_the_tail),
+                       segments=None, window_seconds=20.0, sample_rate=RATE)
+    assert timed[0].start == pytest.approx(19.8)  # kept although in the tail: a window keeps at least one line
+    starts = [t.start for t in timed]
+    assert starts == sorted(starts)
+
+
 def test_a_window_carries_what_piles_up_at_its_tail_to_the_next():
     def tail_pile(start, seconds, lines):
         """The first window (at 0) times all but its last two lines over its first half and piles

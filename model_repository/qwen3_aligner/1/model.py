@@ -148,6 +148,7 @@ class TritonPythonModel:
                 window_seconds=self.settings.window_seconds,
             )
             lines = len(lyrics.lines)
+            log.info("request %s: %s", request_id, song.describe())
             response = self._response(lyrics, song, language)
             outcome = "ok"
         except InvalidRequest as exc:

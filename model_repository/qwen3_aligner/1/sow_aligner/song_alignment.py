@@ -40,6 +40,14 @@ class SongAlignment:
     alignment: Alignment  # line times, units (with their line index), evidence, in song time
     judgement: Judgement  # LINE_VOICED, LINE_FLAGS, SONG_VOICED, SONG_VERDICT of ``alignment``
     line_pass: list[int]  # per line, the pass whose times it has (1 = the first pass)
+    model_seconds: list[float]  # the audio seconds of each ``align`` call, in order (the cost)
+
+    def describe(self) -> str:
+        """One line for the log: the model's passes and what re-alignment changed."""
+        seconds = self.model_seconds
+        repaired = sum(1 for number in self.line_pass if number > 1)
+        return (f"{len(seconds)} model passes over {sum(seconds):.1f} s of audio (longest {max(seconds, default=0):.1f} s), "
+                f"{repaired} of {len(self.line_pass)} lines re-aligned")
 
 
 def align_song(
@@ -63,10 +71,16 @@ def align_song(
     from a re-alignment it only leaves that run as it was.
     """
     duration = len(clip) / sample_rate
+    model_seconds: list[float] = []
+
+    def counted(part: Sequence[float], text: list[str], language: str) -> Alignment:
+        model_seconds.append(len(part) / sample_rate)
+        return align(part, text, language)
+
     if segments is None and duration > window_seconds:
         log.info("voice activity not measured: %.1f s of audio cut into windows every %g s, not in silences",
                  duration, window_seconds)
-    span = partial(align_span, clip, language=language, align=align, segments=segments,
+    span = partial(align_span, clip, language=language, align=counted, segments=segments,
                    window_seconds=window_seconds, sample_rate=sample_rate)
     song = span(0.0, duration, lines)
     line_pass = [1] * len(lines)
@@ -76,10 +90,11 @@ def align_song(
         kept_any = False
         for first, stop in runs(anchors):
             low, high = room(song, first, stop, duration)
-            if high - low < MIN_SPAN_SECONDS:
-                continue
+            audio = audio_span(low, high, duration, segments)
+            if high - low < MIN_SPAN_SECONDS or audio == (0.0, duration) and (first, stop) == (0, len(lines)):
+                continue  # no room, or pass 1's very audio and text: the model would answer the same
             try:
-                fresh = span(*audio_span(low, high, duration, segments), lines[first:stop])
+                fresh = span(*audio, lines[first:stop])
             except InvalidRequest as exc:
                 log.info("lines %d-%d not re-aligned: %s", first, stop - 1, exc)
                 continue
@@ -91,7 +106,7 @@ def align_song(
         if not kept_any:
             break
         anchors = anchors_after(judgement, anchors)
-    return SongAlignment(joined(song, duration), judgement, line_pass)
+    return SongAlignment(joined(song, duration), judgement, line_pass, model_seconds)
 
 
 def _judged(song: list[TimedLine], duration: float, judge: Judge, segments: Segments | None) -> Judgement:

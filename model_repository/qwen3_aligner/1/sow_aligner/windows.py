@@ -13,8 +13,9 @@ words of a long input pile onto one timestamp), so audio longer than
 * it keeps the leading lines that end clearly inside it (not within
   ``TAIL_SECONDS`` of its cut, not clamped at its end, the last kept one not of
   zero length); the rest are carried to the next window, which starts where
-  the last kept line ends. A window keeps at least one line, so every window
-  makes progress; the last window keeps all that remain.
+  the last kept line ends (at most ``TAIL_SECONDS`` before the cut, but never
+  before that line's start). A window keeps at least one line, so every
+  window makes progress; the last window keeps all that remain.
 
 Every line gets exactly one timing, in song order, with starts that never
 decrease. Doubtful lines at the seams are then the business of the anchored
@@ -148,5 +149,7 @@ def align_span(
         part = [within(line, cursor, stop) for line in part]
         keep = count if stop >= end else kept_count(part, stop)
         timed.extend(part[:keep])
-        cursor = max(cursor, min(part[keep - 1].end, stop - TAIL_SECONDS))
+        last = part[keep - 1]
+        # Where the last kept line ends, but not in the tail, and never before that line starts.
+        cursor = max(cursor, last.start, min(last.end, stop - TAIL_SECONDS))
     return timed
