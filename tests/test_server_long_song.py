@@ -8,6 +8,8 @@ LINE_PASS says which pass timed each line (all 1 with re-alignment off).
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -65,17 +67,21 @@ def expected():
     return sung
 
 
-def check_the_mechanics(answer: LongSongAnswer, expected, duration: float) -> None:
+def check_the_mechanics(answer: LongSongAnswer, expected, duration: float, server_log: str) -> None:
     assert answer.text == expected.lines
     assert answer.skipped == [(item.index, item.text) for item in expected.skipped]
     assert len(answer.start) == len(answer.end) == len(answer.line_pass) == len(expected.lines)
     assert answer.start == sorted(answer.start), "starts never decrease"
     assert all(0.0 <= start <= end <= duration for start, end in zip(answer.start, answer.end))
+    window = float(config_parameter(REPO / "model_repository", "window_seconds"))
+    passes = re.search(r"(\d+) model passes over ([\d.]+) s of audio \(longest ([\d.]+) s\)", server_log)
+    assert passes, server_log[-3000:]
+    assert int(passes[1]) >= math.ceil(duration / window) and float(passes[3]) <= window, "aligned in windows"
 
 
 def test_the_7_minute_song_with_notated_lyrics_is_timed_line_by_line(long_song_server, expected):
     answer = align(long_song_server.http_url)
-    check_the_mechanics(answer, expected, truth(LONG_SONG).duration)
+    check_the_mechanics(answer, expected, truth(LONG_SONG).duration, long_song_server.log())
     passes = int(config_parameter(REPO / "model_repository", "realign_passes"))
     assert passes >= 1, "config.pbtxt turns re-alignment on by default"
     assert set(answer.line_pass) <= set(range(1, passes + 2))
@@ -83,5 +89,5 @@ def test_the_7_minute_song_with_notated_lyrics_is_timed_line_by_line(long_song_s
 
 def test_with_realignment_off_every_line_is_from_the_first_pass(long_song_single_pass_server, expected):
     answer = align(long_song_single_pass_server.http_url)
-    check_the_mechanics(answer, expected, truth(LONG_SONG).duration)
+    check_the_mechanics(answer, expected, truth(LONG_SONG).duration, long_song_single_pass_server.log())
     assert answer.line_pass == [1] * len(expected.lines)
