@@ -203,7 +203,7 @@ def run_given_servers(songs: list[Song], options: argparse.Namespace) -> list[Mo
 
 # ---------------------------------------------------------------- the table
 
-COLUMNS = ("mode", "song", "lines", "mean |error| (s)", "median |error| (s)", "within 0.3 s", "within 1 s",
+COLUMNS = ("mode", "song", "lines", "mean abs error (s)", "median abs error (s)", "within 0.3 s", "within 1 s",
            "flagged lines", "re-aligned lines", "time (s)")
 
 

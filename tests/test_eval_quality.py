@@ -57,8 +57,8 @@ def by_hand(out, mode: str, names: list[str]) -> dict[str, str]:
         realigned += sum(1 for line in document["lines"] if line["pass"] > 1)
     # eval's JSON rounds a share to 4 decimals before the table shows it as a percentage
     share = lambda limit: f"{round(sum(e <= limit for e in errors) / len(errors), 4):.1%}"  # noqa: E731
-    return {"lines": str(len(errors)), "mean |error| (s)": f"{statistics.fmean(errors):.3f}",
-            "median |error| (s)": f"{statistics.median(errors):.3f}", "within 0.3 s": share(0.3),
+    return {"lines": str(len(errors)), "mean abs error (s)": f"{statistics.fmean(errors):.3f}",
+            "median abs error (s)": f"{statistics.median(errors):.3f}", "within 0.3 s": share(0.3),
             "within 1 s": share(1.0), "flagged lines": str(flagged), "re-aligned lines": str(realigned)}
 
 
