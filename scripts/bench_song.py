@@ -13,13 +13,24 @@ looped, 500 Chinese characters per 300 s in lines of 8-14).
 it), voiced segments from silero_vad's model code, and the service's song
 pipeline ``align_song`` run twice on the 300 s song: with ``realign_passes``
 0 (pass 1 alone) and with config.pbtxt's ``realign_passes``. Random weights
-flag whatever they flag, so the judge is the service's own with its flags
-replaced: exactly ``--flagged-share`` of the lines (runs of ``--run-lines``
-lines, spread evenly over the song) are flagged ``low_confidence``, in
-pass 1 and in every re-aligned candidate alike. Those lines stay doubtful, so
-each pass re-aligns them again until a pass keeps nothing new (a candidate
-wins on a higher voiced fraction) or the passes run out: an upper bound for a
-song with that share of lines flagged. Every call of the engine is timed.
+time and flag whatever they happen to (the tiny checkpoint piles every line
+into the first seconds of a clip, which leaves no room between anchors to
+re-align), so two things are set by hand, and the forward passes still run
+for real on exactly the audio the pipeline asks for:
+
+* each call of the engine runs its forward pass, then its units are spread
+  evenly over the audio it was given (``spread_evenly``): the song's lines
+  get the times of lyrics sung at an even pace, so windows and the rooms
+  between anchors are as long as in a correctly timed song;
+* the judge is the service's own with its flags replaced: exactly
+  ``--flagged-share`` of the lines (runs of ``--run-lines`` lines, spread
+  evenly over the song) are flagged ``low_confidence``, in pass 1 and in
+  every re-aligned candidate alike. Those lines stay doubtful, so each pass
+  re-aligns them again until a pass keeps nothing new (a candidate wins on a
+  higher voiced fraction) or the passes run out: an upper bound for a song
+  with that share of lines flagged.
+
+Every call of the engine is timed.
 
 (b) Peak memory, served. One server per song (scripts/serve.py,
 SOW_QWEN3_MAX_AUDIO_SECONDS=900, everything else config.pbtxt's), one
@@ -137,6 +148,19 @@ def fixed_share_judge(judge, thresholds, flagged: list[int]):
     return judged
 
 
+def spread_evenly(alignment):
+    """``alignment`` (an ``sow_aligner.alignment.Alignment``) with its units spread evenly over its audio:
+    unit k of n from k * d / n to (k + 1) * d / n for audio of d seconds; line times follow from the units
+    as the engine derives them; the evidence is kept."""
+    from sow_aligner.line_timing import line_times
+
+    count, duration = len(alignment.unit_text), alignment.duration
+    starts = [round(k * duration / count, 3) for k in range(count)]
+    ends = [round((k + 1) * duration / count, 3) for k in range(count)]
+    per_line = [alignment.unit_line.count(index) for index in range(len(alignment.lines.starts))]
+    return replace(alignment, lines=line_times(per_line, starts, ends, duration), unit_start=starts, unit_end=ends)
+
+
 def voiced_segments(audio: np.ndarray) -> list[tuple[float, float]]:
     """silero_vad's voiced (start, end) seconds, by its model code in-process (config.pbtxt's settings are
     the code's defaults)."""
@@ -171,7 +195,7 @@ def measure_realign(model_dir: Path, song: Song, share: float, run_lines: int) -
             started = time.perf_counter()
             result = engine.align(clip, part, language)
             calls.append(Call(len(clip) / 16000, len(part), time.perf_counter() - started))
-            return result
+            return spread_evenly(result)
 
         started = time.perf_counter()
         result = align_song(audio, lines, LANGUAGE, align=timed_align, segments=segments, judge=judged,
@@ -216,7 +240,8 @@ def realign_section(cost: RealignCost) -> list[str]:
         f"### Re-alignment on a {cost.song.seconds} s song with {len(cost.flagged)} of {cost.lines} lines flagged",
         "",
         f"The service's engine in-process ({cost.dtype}), windows of {cost.window_seconds:g} s, voiced segments "
-        f"from silero_vad; config.pbtxt's realign_passes = {cost.passes}. The judge flags exactly lines "
+        f"from silero_vad; config.pbtxt's realign_passes = {cost.passes}. Each forward pass runs for real, then "
+        "its units are spread evenly over its audio (lyrics sung at an even pace); the judge flags exactly lines "
         f"{', '.join(map(str, cost.flagged))} (runs spread over the song) in pass 1 and in every re-aligned "
         "candidate, so the figure is an upper bound for a song with this share flagged.",
         "",

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from bench_song import fixed_share_judge, flagged_lines
+from bench_song import fixed_share_judge, flagged_lines, spread_evenly
 from sow_aligner.evidence import SlotEvidence, judge
 from sow_aligner.quality import LOW_CONFIDENCE, is_flagged
+from support.fake_align import alignment_of
 from support.song import REPO, config_thresholds
 
 
@@ -36,6 +37,16 @@ def test_the_judge_flags_exactly_the_chosen_lines_whatever_the_times():
     assert result.line_flags == [[], [LOW_CONFIDENCE], [LOW_CONFIDENCE], []]
     assert result.line_voiced == real.line_voiced
     assert result.verdict != "pass"
+
+
+def test_spreading_keeps_the_units_and_evidence_and_times_them_at_an_even_pace():
+    lines = ["a b", "c", "- -", "d e f"]  # the third line has no unit
+    piled = alignment_of(lines, [0, 10] * 6, [0.5 + 0.01 * i for i in range(12)], 12.0)  # every unit at 0 s
+    spread = spread_evenly(piled)
+    assert spread.unit_text == piled.unit_text and spread.unit_line == piled.unit_line
+    assert spread.evidence == piled.evidence and spread.duration == 12.0
+    assert spread.unit_start == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0] and spread.unit_end == [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+    assert spread.lines.starts == [0.0, 4.0, 6.0, 6.0] and spread.lines.ends == [4.0, 6.0, 6.0, 12.0]
 
 
 @pytest.mark.server
