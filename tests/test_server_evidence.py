@@ -158,8 +158,9 @@ def test_existing_outputs_are_unchanged_by_the_evidence(triton_server):
 
 @pytest.fixture(scope="module")
 def server_without_vad(tiny_model_dir, server_logs):
-    """The real server with silero_vad unloaded by an operator (the repository API, explicit model control)."""
-    server = start_server(tiny_model_dir, server_logs)
+    """The real server with silero_vad unloaded by an operator (the repository API, explicit model control),
+    in float32 like single_pass_server, which it is compared with."""
+    server = start_server(tiny_model_dir, server_logs, env={"SOW_QWEN3_DTYPE": "float32"})
     request = urllib.request.Request(f"http://{server.http_url}/v2/repository/models/silero_vad/unload",
                                      data=b"", method="POST")
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -169,12 +170,12 @@ def server_without_vad(tiny_model_dir, server_logs):
     assert_clean_stop(server)
 
 
-def test_without_the_vad_alignment_still_answers_and_says_so(server_without_vad, triton_server):
+def test_without_the_vad_alignment_still_answers_and_says_so(server_without_vad, single_pass_server):
     audio = clip()
     without = infer(server_without_vad.http_url, MODEL, build_inputs(httpclient, audio, ZH, "Chinese"))
-    with_vad = infer(triton_server.http_url, MODEL, build_inputs(httpclient, audio, ZH, "Chinese"))
+    with_vad = infer(single_pass_server.http_url, MODEL, build_inputs(httpclient, audio, ZH, "Chinese"))
     # Pass 1 does not depend on the VAD; which lines re-alignment repairs does (unvoiced is a flag).
-    first_pass = (without.as_numpy("LINE_PASS")[0] == 1) & (with_vad.as_numpy("LINE_PASS")[0] == 1)
+    first_pass = without.as_numpy("LINE_PASS")[0] == 1
     assert first_pass.any()
     for name in ("LINE_START", "LINE_END", "LINE_CONFIDENCE"):
         np.testing.assert_array_equal(without.as_numpy(name)[0][first_pass], with_vad.as_numpy(name)[0][first_pass])

@@ -130,8 +130,10 @@ def align_span(
 
     One ``align`` call on the whole span when it is at most ``window_seconds``
     long. Each window's lines are kept within the window. A window whose
-    lines have nothing to align is not sent: its lines start and end where
-    the previous line ends. InvalidRequest from ``align`` propagates.
+    lines have nothing to align, in a span with something to align, is not
+    sent: its lines start and end where the previous line ends.
+    InvalidRequest from ``align`` propagates (so ``lines`` with nothing to
+    align at all are refused by the engine, as before).
     """
     timed: list[TimedLine] = []
     cursor = start
@@ -142,7 +144,8 @@ def align_span(
         low = int(round(cursor * sample_rate))
         high = min(len(clip), int(round(stop * sample_rate)))
         text = lines[first:first + count]
-        if any(sounded(line) for line in text):
+        # Nothing to align anywhere: the engine refuses the text (a bad request, or a run left as it was).
+        if any(sounded(line) for line in text) or not any(sounded(line) for line in lines):
             part = timed_lines(align(clip[low:high], text, language), low / sample_rate)
         else:
             part = unaligned(text, timed[-1].end if timed else cursor)
