@@ -156,6 +156,11 @@ def song_data(song: Song) -> tuple[np.ndarray, str]:
 
 # ---------------------------------------------------------------- processes
 
+def config_parameters() -> dict[str, str]:
+    """qwen3_aligner's config.pbtxt parameters (the service's defaults), key -> value."""
+    return dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', CONFIG.read_text()))
+
+
 def peak_rss_kb(pid: int) -> int:
     """VmHWM of ``pid`` in kB: its peak resident set over its life so far (0 if gone)."""
     try:
@@ -210,6 +215,25 @@ def worker_main(model_dir: str, dtype: str) -> None:
                "peak_kb": peak_rss_kb(os.getpid())})
 
 
+def load_engine(model_dir: str | Path):
+    """The service's engine in this process, as one model instance loads it (config.pbtxt's settings, the
+    SOW_QWEN3_* variables over them, the instance's torch threads): (engine, settings, load seconds)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from qwen_asr import Qwen3ForcedAligner  # noqa: F401  (before sow_aligner's folder joins sys.path)
+
+    if str(MODEL_CODE) not in sys.path:
+        sys.path.append(str(MODEL_CODE))
+    from sow_aligner import settings as sow_settings
+    from sow_aligner.engine import AlignmentEngine
+
+    settings = sow_settings.resolve({**config_parameters(), "model_path": str(model_dir)}, os.environ)
+    torch.set_num_threads(sow_settings.torch_threads_for(settings, 1))
+    started = time.perf_counter()
+    engine = AlignmentEngine.load(settings)
+    return engine, settings, time.perf_counter() - started
+
+
 def engine_worker_main(model_dir: str) -> None:
     """The service's engine in-process (config.pbtxt defaults), timed per component.
 
@@ -219,22 +243,12 @@ def engine_worker_main(model_dir: str) -> None:
     """
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from qwen_asr import Qwen3ForcedAligner  # noqa: F401  (before sow_aligner's folder joins sys.path)
 
-    sys.path.append(str(MODEL_CODE))
+    engine, settings, load_seconds = load_engine(model_dir)
     from forward_profile import ComponentTimer, component_flops, forward_shape
-    from sow_aligner import settings as sow_settings
     from sow_aligner.dtype_probe import ProbeShapes, measure_gflops
-    from sow_aligner.engine import AlignmentEngine
 
-    parameters = dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', CONFIG.read_text()))
-    settings = sow_settings.resolve({**parameters, "model_path": model_dir}, os.environ)
-    torch.set_num_threads(sow_settings.torch_threads_for(settings, 1))
-    started = time.perf_counter()
-    engine = AlignmentEngine.load(settings)
-    load_seconds = time.perf_counter() - started
     dtype = engine.dtype_choice.dtype
     shapes = ProbeShapes.from_config(json.loads((Path(model_dir) / "config.json").read_text()))
     replies.write(json.dumps({
@@ -301,8 +315,10 @@ def check_lines(result, lyrics: str) -> None:
 class Service:
     """Our tritonserver (started by server_process.start_server) with one HTTP and one gRPC client."""
 
-    def __init__(self, model_dir: Path, dtype: str | None, log_dir: Path, instance_count: int | None = None) -> None:
-        """Start the server; ``dtype`` None keeps config.pbtxt's (auto). ``load_seconds``: start to ready."""
+    def __init__(self, model_dir: Path, dtype: str | None, log_dir: Path, instance_count: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """Start the server; ``dtype`` None keeps config.pbtxt's (auto); ``env`` adds SOW_QWEN3_* settings.
+        ``load_seconds``: start to ready."""
         import tritonclient.grpc as grpcclient
         import tritonclient.http as httpclient
         from server_process import start_server
@@ -310,8 +326,8 @@ class Service:
         self.modules = {"http": httpclient, "grpc": grpcclient}
         serve_args = ("--instance-count", str(instance_count)) if instance_count else ()
         started = time.perf_counter()
-        self.server = start_server(model_dir, log_dir, env={"SOW_QWEN3_DTYPE": dtype} if dtype else {},
-                                   serve_args=serve_args)
+        settings = {**(env or {}), **({"SOW_QWEN3_DTYPE": dtype} if dtype else {})}
+        self.server = start_server(model_dir, log_dir, env=settings, serve_args=serve_args)
         self.load_seconds = time.perf_counter() - started
         self.clients = {
             "http": httpclient.InferenceServerClient(self.server.http_url, connection_timeout=900, network_timeout=900),
@@ -932,10 +948,11 @@ def shown_path(path: Path) -> str:
     return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
 
 
-def command_line(argv: list[str]) -> str:
+def command_line(argv: list[str], script: str = "scripts/bench.py") -> str:
+    """The command that ran ``script`` with ``argv``, as a report shows it (no machine's absolute paths)."""
     python = Path(sys.executable)
     shown = python.relative_to(REPO) if python.is_relative_to(REPO) else python.name
-    return shlex.join([str(shown), "scripts/bench.py", *argv])
+    return shlex.join([str(shown), script, *argv])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,12 @@ SUPPORTED_LANGUAGES = [
 # 80 ms steps of the head (3.2 s), so that short test clips see times that
 # differ from unit to unit instead of all clamping to the clip's end.
 INFORMATIVE_CLASSES = 40
+# Written into every checkpoint made here, so that tools can say its timestamps mean nothing.
+MARKER = "RANDOM_WEIGHTS.txt"
+MARKER_TEXT = ("Random weights written by scripts/make_tiny_model.py (preset {preset}): the timestamps this "
+               "checkpoint produces are meaningless. For real timings run scripts/download_model.py.\n")
+# The tiny tokenizer.json is tens of KB; Qwen's real tokenizer is about 11 MB.
+TINY_TOKENIZER_BYTES = 1_000_000
 # A few lines of text in the languages we serve, to train the tiny tokenizer on.
 CORPUS = """
 奇异恩典 何等甘甜 我罪已得赦免
@@ -240,8 +246,16 @@ def write_checkpoint(out_dir: Path, preset_name: str = "tiny", dtype: str = "flo
     patch_config(out_dir)
     for stray in ("generation_config.json",):
         (out_dir / stray).unlink(missing_ok=True)
+    (out_dir / MARKER).write_text(MARKER_TEXT.format(preset=preset_name))
     honour_umask(out_dir)
     return out_dir
+
+
+def is_random_weight_checkpoint(path: Path) -> bool:
+    """Whether the checkpoint in ``path`` was made by this script: it has MARKER, or (made before the
+    marker existed) the tiny tokenizer."""
+    tokenizer = path / "tokenizer.json"
+    return (path / MARKER).is_file() or (tokenizer.is_file() and tokenizer.stat().st_size < TINY_TOKENIZER_BYTES)
 
 
 def honour_umask(out_dir: Path) -> None:

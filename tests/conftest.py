@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 
 from server_process import start_server
-from support.stopping import assert_clean_stop
+from support.stopping import assert_clean_stop, serving
 
 MODEL_CODE = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "1"
 
@@ -58,6 +58,14 @@ def triton_server(tiny_model_dir: Path, server_logs: Path):
     server = start_server(tiny_model_dir, server_logs)
     yield server
     assert_clean_stop(server)
+
+
+@pytest.fixture(scope="session")
+def single_pass_server(tiny_model_dir: Path, server_logs: Path):
+    """The real tritonserver with anchored re-alignment off (SOW_QWEN3_REALIGN_PASSES=0): the single pass,
+    which is what stock qwen-asr computes, in the reference's float32 (with dtype auto the load-time probe
+    times the tiny model's tiny shapes, and on a busy machine sometimes picks bfloat16)."""
+    yield from serving(tiny_model_dir, server_logs, {"SOW_QWEN3_REALIGN_PASSES": "0", "SOW_QWEN3_DTYPE": "float32"})
 
 
 @pytest.fixture(scope="session")

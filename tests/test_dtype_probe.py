@@ -132,7 +132,7 @@ def engine_settings(model_dir, dtype: str):
     from sow_aligner.settings import Settings
 
     return Settings(model_path=model_dir, device="cpu", dtype=dtype, max_audio_seconds=300.0,
-                    encoder_attention="windowed", torch_threads=0, vad_model="")
+                    encoder_attention="windowed", torch_threads=0, vad_model="", realign_passes=2, window_seconds=180.0)
 
 
 @pytest.mark.parametrize("dtype,device,expected", [

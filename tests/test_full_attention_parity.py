@@ -9,11 +9,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from server_process import start_server
 from support.audio import speech
 from support.infer import MODEL, build_inputs, grpc_client, http_client, lines_of
 from support.reference import expected_lines
-from support.stopping import assert_clean_stop
+from support.stopping import serving
 
 ZH = "奇异恩典 何等甘甜\n我罪已得赦免\n前我失丧 今被寻回\n瞎眼今得看见"
 EN = "Amazing grace how sweet the sound\nThat saved a wretch like me\nI once was lost but now am found\n" \
@@ -23,10 +22,10 @@ CASES = {"chinese-20s": (ZH, "Chinese", 20.0), "english-16s": (EN, "English", 16
 
 @pytest.fixture(scope="module")
 def full_attention_server(tiny_model_dir, server_logs):
-    """The real tritonserver on the tiny checkpoint with SOW_QWEN3_ENCODER_ATTENTION=full."""
-    server = start_server(tiny_model_dir, server_logs, env={"SOW_QWEN3_ENCODER_ATTENTION": "full"})
-    yield server
-    assert_clean_stop(server)
+    """The real tritonserver on the tiny checkpoint with SOW_QWEN3_ENCODER_ATTENTION=full, single pass."""
+    yield from serving(tiny_model_dir, server_logs,
+                       {"SOW_QWEN3_ENCODER_ATTENTION": "full", "SOW_QWEN3_REALIGN_PASSES": "0",
+                        "SOW_QWEN3_DTYPE": "float32"})  # the reference's dtype (see single_pass_server)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from qwen_asr import Qwen3ForcedAligner
 
-from make_tiny_model import INFORMATIVE_CLASSES, write_checkpoint
+from make_tiny_model import INFORMATIVE_CLASSES, MARKER, is_random_weight_checkpoint, write_checkpoint
 from support.audio import noise, speech
 
 
@@ -24,6 +24,20 @@ def test_layout_and_size(tiny_model_dir):
     assert config["thinker_config"]["model_type"] == "qwen3_forced_aligner"
     tokenizer = json.loads((tiny_model_dir / "tokenizer_config.json").read_text())
     assert tokenizer["extra_special_tokens"]["audio_token"] == "<|audio_pad|>"
+
+
+def test_the_checkpoint_says_its_weights_are_random(tiny_model_dir, tmp_path):
+    assert "meaningless" in (tiny_model_dir / MARKER).read_text()
+    assert is_random_weight_checkpoint(tiny_model_dir)
+    older = tmp_path / "older"  # made before the marker: the tiny tokenizer gives it away
+    older.mkdir()
+    (older / "tokenizer.json").write_bytes((tiny_model_dir / "tokenizer.json").read_bytes())
+    assert is_random_weight_checkpoint(older)
+    real = tmp_path / "real"  # a real tokenizer.json is about 11 MB
+    real.mkdir()
+    (real / "tokenizer.json").write_bytes(b" " * 11_000_000)
+    assert not is_random_weight_checkpoint(real)
+    assert not is_random_weight_checkpoint(tmp_path / "missing")
 
 
 def test_deterministic(tiny_model_dir, tmp_path):

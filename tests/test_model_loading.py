@@ -111,15 +111,21 @@ def test_unreadable_checkpoint_is_reported_as_permission_denied(tiny_model_dir, 
         shutil.rmtree(base)
 
 
-def test_audio_limit_past_what_the_model_can_time_is_refused_at_load(tiny_model_dir, server_logs):
-    """The timestamp head (5000 classes of 80 ms) cannot time past 400 s: a longer limit is refused, saying why."""
+@pytest.mark.parametrize("variable, value, reasons", [
+    # The timestamp head (5000 classes of 80 ms) cannot time past 400 s: a longer pass is refused, saying why.
+    ("SOW_QWEN3_WINDOW_SECONDS", "401", ("SOW_QWEN3_WINDOW_SECONDS) is '401'; expected at most 400 s",
+                                         "timestamp head has 5000 classes of 80 ms")),
+    # Songs may be raised up to 15 minutes (aligned in windows), no further.
+    ("SOW_QWEN3_MAX_AUDIO_SECONDS", "901", ("SOW_QWEN3_MAX_AUDIO_SECONDS) is '901'; expected at most 900",)),
+])
+def test_limits_past_what_the_model_can_time_are_refused_at_load(tiny_model_dir, server_logs, variable, value, reasons):
     server = start_server(tiny_model_dir, server_logs, wait_ready=False, triton_args=("--exit-on-error=false",),
-                          env={"SOW_QWEN3_MAX_AUDIO_SECONDS": "401"})
+                          env={variable: value})
     try:
         assert http_status(f"http://{server.http_url}/v2/models/{MODEL}/ready") == 400
         failures = [line for line in server.log().splitlines() if "loading failed:" in line]
         assert failures, server.log()[-3000:]
-        assert "SOW_QWEN3_MAX_AUDIO_SECONDS) is '401'; expected at most 400 s" in failures[0]
-        assert "timestamp head has 5000 classes of 80 ms" in failures[0]
+        for reason in reasons:
+            assert reason in failures[0]
     finally:
         assert_clean_stop(server)

@@ -55,6 +55,13 @@ def test_empty_environment_value_keeps_config():
     ("SOW_QWEN3_MAX_AUDIO_SECONDS", "0", "a number >= 1"),
     ("SOW_QWEN3_MAX_AUDIO_SECONDS", "nan", "a number >= 1"),
     ("SOW_QWEN3_TORCH_THREADS", "-1", "a number >= 0"),
+    ("SOW_QWEN3_MAX_AUDIO_SECONDS", "900.5", "at most 900"),
+    ("SOW_QWEN3_MAX_AUDIO_SECONDS", "901", "at most 900"),
+    ("SOW_QWEN3_REALIGN_PASSES", "1.5", "an integer"),
+    ("SOW_QWEN3_REALIGN_PASSES", "-1", "a number >= 0"),
+    ("SOW_QWEN3_REALIGN_PASSES", "11", "at most 10"),
+    ("SOW_QWEN3_WINDOW_SECONDS", "9", "a number >= 10"),
+    ("SOW_QWEN3_WINDOW_SECONDS", "inf", "a number >= 10"),
 ])
 def test_bad_values_name_the_variable(variable, value, expected):
     with pytest.raises(SettingsError) as error:
@@ -69,26 +76,34 @@ def test_missing_parameter_is_named():
         settings.resolve(parameters, {})
 
 
-@pytest.mark.parametrize("seconds", [1, 300, 399.9, 400])
-def test_audio_limit_the_timestamp_head_can_time_is_accepted(seconds):
-    settings.check_audio_limit(seconds, classify_num=5000, segment_ms=80)
+@pytest.mark.parametrize("seconds", [10, 180, 399.9, 400])
+def test_window_the_timestamp_head_can_time_is_accepted(seconds):
+    settings.check_window_limit(seconds, classify_num=5000, segment_ms=80)
 
 
 @pytest.mark.parametrize("seconds", [400.5, 401, 900])
-def test_audio_limit_past_the_timestamp_head_is_refused_with_the_reason(seconds):
+def test_window_past_the_timestamp_head_is_refused_with_the_reason(seconds):
     with pytest.raises(SettingsError) as error:
-        settings.check_audio_limit(seconds, classify_num=5000, segment_ms=80)
+        settings.check_window_limit(seconds, classify_num=5000, segment_ms=80)
     message = str(error.value)
-    assert "max_audio_seconds" in message and "SOW_QWEN3_MAX_AUDIO_SECONDS" in message
+    assert "window_seconds" in message and "SOW_QWEN3_WINDOW_SECONDS" in message
     assert repr(f"{seconds:g}") in message and "at most 400 s" in message
     assert "5000 classes of 80 ms" in message and "wrong times" in message
 
 
-def test_audio_limit_comes_from_the_models_head_not_a_constant():
-    settings.check_audio_limit(300, classify_num=3750, segment_ms=80)
+def test_window_limit_comes_from_the_models_head_not_a_constant():
+    settings.check_window_limit(300, classify_num=3750, segment_ms=80)
     with pytest.raises(SettingsError, match="at most 300 s"):
-        settings.check_audio_limit(301, classify_num=3750, segment_ms=80)
-    settings.check_audio_limit(800, classify_num=5000, segment_ms=160)
+        settings.check_window_limit(301, classify_num=3750, segment_ms=80)
+    settings.check_window_limit(800, classify_num=5000, segment_ms=160)
+
+
+def test_realign_and_window_defaults_and_overrides():
+    default = settings.resolve(config_parameters(), {})
+    assert (default.realign_passes, default.window_seconds) == (2, 180)
+    changed = settings.resolve(config_parameters(), {"SOW_QWEN3_REALIGN_PASSES": "0", "SOW_QWEN3_WINDOW_SECONDS": "25",
+                                                     "SOW_QWEN3_MAX_AUDIO_SECONDS": "900"})
+    assert (changed.realign_passes, changed.window_seconds, changed.max_audio_seconds) == (0, 25, 900)
 
 
 @pytest.mark.parametrize("requested,kind,device_id,cuda,mps,expected", [

@@ -7,7 +7,7 @@ import torch
 
 from sow_aligner.quality import voiced_fraction
 from support.audio import noise, speech
-from support.song import song_audio, truth, voice_activity_module
+from support.song import LONG_SONG, song_audio, truth, voice_activity_module
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +71,15 @@ def test_segments_equal_get_speech_timestamps(vad, stock_model):
         (segment["start"], segment["end"]) for segment in expected]
 
 
-def test_the_vad_finds_the_test_songs_lines_and_not_its_gaps(vad):
-    song, expected = song_audio(), truth()
+# Speech has pauses at commas; after the long song's 25-45 s breaks silero takes a moment to rise, so its
+# lines measure 0.72-0.79 at the least (still above the 0.70 pass line).
+@pytest.mark.parametrize("name, line_floor", [("synthetic_song", 0.8), (LONG_SONG, 0.7)])
+def test_the_vad_finds_the_test_songs_lines_and_not_its_gaps(vad, name, line_floor):
+    song, expected = song_audio(name), truth(name)
     result = vad.run(song)
     segments = list(zip(result.segment_start.tolist(), result.segment_end.tolist()))
     for line in expected.lines:
-        assert voiced_fraction(line.start, line.end, segments) > 0.8, line  # speech has pauses at commas
+        assert voiced_fraction(line.start, line.end, segments) > line_floor, line
     for start, end in expected.gaps:
         # The VAD pads a segment by 30 ms and may run on by a fraction of a second after a line:
         # the gap's inner part, 0.5 s in from each edge, holds no voice.

@@ -73,7 +73,7 @@ def test_json_carries_the_servers_lines(client, keyed_server, s3_store, song):
 
 
 def test_json_carries_the_servers_evidence(client, keyed_server, song):
-    """confidence, voiced_fraction, flags and quality are the server's tensors, NaN as null."""
+    """confidence, voiced_fraction, flags, pass and quality are the server's tensors, NaN as null."""
     import tritonclient.http as httpclient
 
     from support.infer import build_inputs, http_client
@@ -93,6 +93,7 @@ def test_json_carries_the_servers_evidence(client, keyed_server, song):
     assert [line["confidence"] for line in data["lines"]] == [known(v) for v in raw.as_numpy("LINE_CONFIDENCE")[0]]
     assert [line["voiced_fraction"] for line in data["lines"]] == [known(v) for v in raw.as_numpy("LINE_VOICED")[0]]
     assert [line["flags"] for line in data["lines"]] == flags
+    assert [line["pass"] for line in data["lines"]] == raw.as_numpy("LINE_PASS")[0].tolist()
     assert data["lines"][3]["confidence"] is None  # "。。。" has no unit, so no timestamp and no confidence
     assert data["quality"] == {
         "verdict": raw.as_numpy("SONG_VERDICT")[0][0].decode(),

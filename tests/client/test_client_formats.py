@@ -15,13 +15,13 @@ GOLDEN = Path(__file__).parent / "golden"
 # Starts chosen to sit on rounding edges: 3.455 rounds up (its binary value is above
 # the half), 62.004 down; 62.0049 after 62.005 would round below its predecessor.
 SONG = [
-    Line("奇异恩典 何等甘甜", 0.0, 3.456, 0.91234, 0.8765, ()),
-    Line("我罪已得赦免", 3.455, 7.0, 0.5, 1.0, ()),
-    Line("前我失丧 今被寻回", 62.004, 65.5, 0.1, 0.25, ("unvoiced", "low_confidence")),
-    Line("Amazing grace, how sweet the sound", 62.005, 66.25, 0.3, 0.9, ("collapsed",)),
-    Line("瞎眼今得看见", 62.0049, 70.125, 0.2999, 0.6, ("collapsed", "repaired")),
-    Line("阿们", 299.99, 299.999, 0.7, 0.0, ("unvoiced", "clamped")),
-    Line("!", 299.999, 299.999, float("nan"), 0.0, ("unvoiced", "zero_length", "collapsed")),
+    Line("奇异恩典 何等甘甜", 0.0, 3.456, 0.91234, 0.8765, (), 1),
+    Line("我罪已得赦免", 3.455, 7.0, 0.5, 1.0, (), 1),
+    Line("前我失丧 今被寻回", 62.004, 65.5, 0.1, 0.25, ("unvoiced", "low_confidence"), 2),
+    Line("Amazing grace, how sweet the sound", 62.005, 66.25, 0.3, 0.9, ("collapsed",), 3),
+    Line("瞎眼今得看见", 62.0049, 70.125, 0.2999, 0.6, ("collapsed", "repaired"), 2),
+    Line("阿们", 299.99, 299.999, 0.7, 0.0, ("unvoiced", "clamped"), 1),
+    Line("!", 299.999, 299.999, float("nan"), 0.0, ("unvoiced", "zero_length", "collapsed"), 1),
 ]
 DURATION = 299.999
 QUALITY = SongQuality("fail", 0.61807, 5)
@@ -52,7 +52,7 @@ def test_unknown_evidence_is_null():
     data = to_json_data([Line("x", 1.0, 2.0, float("nan"), None)], 3.0, "English", SongQuality("review", None, 0))
     assert data["quality"] == {"verdict": "review", "mean_voiced_fraction": None, "flagged_lines": 0}
     assert data["lines"][0] == {"index": 0, "text": "x", "start": 1.0, "end": 2.0, "confidence": None,
-                                "voiced_fraction": None, "flags": []}
+                                "voiced_fraction": None, "flags": [], "pass": None}
 
 
 STAMP = re.compile(r"^\[(\d\d):(\d\d)\.(\d\d)\](.*)$")
@@ -92,5 +92,5 @@ def test_json_is_valid_utf8_json_with_documented_keys():
     data = json.loads(to_json(to_json_data(SONG, DURATION, "Chinese", QUALITY)))
     assert list(data) == ["version", "language", "duration_seconds", "line_count", "quality", "lines", "skipped"]
     assert [list(line) for line in data["lines"]] == [
-        ["index", "text", "start", "end", "confidence", "voiced_fraction", "flags"]] * len(SONG)
+        ["index", "text", "start", "end", "confidence", "voiced_fraction", "flags", "pass"]] * len(SONG)
     assert data["line_count"] == len(data["lines"]) == len(SONG)

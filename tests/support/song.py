@@ -1,8 +1,9 @@
-"""The synthetic test song (scripts/make_test_song.py) and the in-process VAD model code."""
+"""The synthetic test songs (scripts/make_test_song.py) and the in-process VAD model code."""
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -17,7 +18,10 @@ DATA = REPO / "tests" / "data"
 SONG_AUDIO = DATA / "synthetic_song.ogg"
 SONG_LYRICS = DATA / "synthetic_song.txt"
 SONG_LRC = DATA / "synthetic_song.lrc"
+LONG_SONG = "synthetic_song_7min"  # 7 minutes, chorus four times, lyrics with section markers and repeats
+SONGS = ("synthetic_song", LONG_SONG)
 VAD_CODE = REPO / "model_repository" / "silero_vad" / "1" / "voice_activity.py"
+ALIGNER_CONFIG = REPO / "model_repository" / "qwen3_aligner" / "config.pbtxt"
 
 
 @dataclass(frozen=True)
@@ -34,17 +38,27 @@ class Truth:
     gaps: list[tuple[float, float]]  # instrumental: tones and noise, no voice
 
 
-def song_audio() -> np.ndarray:
-    """The song decoded to 16 kHz mono float32 (it is stored at 16 kHz)."""
-    data, rate = soundfile.read(SONG_AUDIO, dtype="float32")
+def song_audio(name: str = "synthetic_song") -> np.ndarray:
+    """Song ``name`` decoded to 16 kHz mono float32 (it is stored at 16 kHz)."""
+    data, rate = soundfile.read(DATA / f"{name}.ogg", dtype="float32")
     assert rate == 16000 and data.ndim == 1
     return data
 
 
-def truth() -> Truth:
-    raw = json.loads((DATA / "synthetic_song.truth.json").read_text(encoding="utf-8"))
+def truth(name: str = "synthetic_song") -> Truth:
+    """Song ``name``'s true line times (its sung lines, repeats sung out) and instrumental gaps."""
+    raw = json.loads((DATA / f"{name}.truth.json").read_text(encoding="utf-8"))
     return Truth(raw["duration_seconds"], [TrueLine(**line) for line in raw["lines"]],
                  [tuple(gap) for gap in raw["instrumental_gaps"]])
+
+
+@cache
+def config_thresholds():
+    """The quality thresholds (sow_aligner.quality.Thresholds) of qwen3_aligner's config.pbtxt."""
+    from sow_aligner.quality import Thresholds
+
+    text = ALIGNER_CONFIG.read_text()
+    return Thresholds.from_parameters(dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', text)))
 
 
 @cache

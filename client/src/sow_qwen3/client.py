@@ -11,7 +11,8 @@ The server's tensor contract (model ``qwen3_aligner``): AUDIO FP32 [1, N] mono
 LINE_START, LINE_END (the sung lines), LANGUAGE_NAME (the language it resolved
 the hint to), SKIPPED_TEXT and SKIPPED_LINE (the lyric lines not sung: section
 markers, repeat notation), and the evidence for the times (LINE_CONFIDENCE,
-LINE_VOICED, LINE_FLAGS, SONG_VERDICT, SONG_VOICED). The model ``silero_vad``
+LINE_VOICED, LINE_FLAGS, SONG_VERDICT, SONG_VOICED, and LINE_PASS: the pass
+that produced each line, 2 or more for a line re-aligned as doubtful). The model ``silero_vad``
 takes the same AUDIO and answers voiced segments (``voice_activity``). Each call
 opens its own connection and closes it, so
 calls may run from several threads at once and no idle connection holds up a
@@ -44,7 +45,7 @@ log = logging.getLogger("sow_qwen3")
 MODEL = "qwen3_aligner"
 VAD_MODEL = "silero_vad"
 OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "LANGUAGE_NAME", "SKIPPED_TEXT", "SKIPPED_LINE",
-           "LINE_CONFIDENCE", "LINE_VOICED", "LINE_FLAGS", "SONG_VERDICT", "SONG_VOICED")
+           "LINE_CONFIDENCE", "LINE_VOICED", "LINE_FLAGS", "SONG_VERDICT", "SONG_VOICED", "LINE_PASS")
 VAD_OUTPUTS = ("SEGMENT_START", "SEGMENT_END", "FRAME_PROBABILITY")
 FRAME_SECONDS = 512 / SAMPLE_RATE  # silero_vad's FRAME_PROBABILITY step
 FORMATS = ("lrc", "json")
@@ -183,10 +184,10 @@ class Client:
         columns = {name: result.as_numpy(name).reshape(-1) for name in OUTPUTS}
         lines = [
             Line(_text(text), float(start), float(end), _known(confidence), _known(voiced),
-                 tuple(code for code in _text(flags).split(",") if code))
-            for text, start, end, confidence, voiced, flags in zip(
+                 tuple(code for code in _text(flags).split(",") if code), int(line_pass))
+            for text, start, end, confidence, voiced, flags, line_pass in zip(
                 *(columns[name] for name in ("LINE_TEXT", "LINE_START", "LINE_END", "LINE_CONFIDENCE", "LINE_VOICED",
-                                             "LINE_FLAGS")))
+                                             "LINE_FLAGS", "LINE_PASS")))
         ]
         quality = SongQuality(_text(columns["SONG_VERDICT"][0]), _known(columns["SONG_VOICED"][0]),
                               sum(1 for line in lines if is_flagged(line.flags)))

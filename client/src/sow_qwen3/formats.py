@@ -10,7 +10,7 @@ JSON (``JSON_VERSION`` 2), keys in this order::
     {"version": 2, "language": "Chinese", "duration_seconds": 212.48, "line_count": 2,
      "quality": {"verdict": "review", "mean_voiced_fraction": 0.812, "flagged_lines": 1},
      "lines": [{"index": 0, "text": "...", "start": 12.34, "end": 15.6,
-                "confidence": 0.91, "voiced_fraction": 0.87, "flags": []}, ...],
+                "confidence": 0.91, "voiced_fraction": 0.87, "flags": [], "pass": 1}, ...],
      "skipped": [{"index": 0, "text": "[Verse 1]"}, ...]}
 
 ``start`` and ``end`` are seconds rounded to the millisecond; ``index`` counts
@@ -21,10 +21,13 @@ detector heard as voiced) and ``mean_voiced_fraction`` are rounded to 3
 decimals, and null when not known (a line without alignable units has no
 confidence; without the VAD there is no voiced fraction). ``flags`` are the
 server's reason codes (see ``sow_qwen3.quality``); ``flagged_lines`` counts the
-lines with a flag that counts against the song. ``skipped`` lists the lyric
+lines with a flag that counts against the song. ``pass`` is the server's
+alignment pass that produced the line's times: 1 for the first pass, 2 or more
+for a doubtful line that anchored re-alignment repaired (null when not known). ``skipped`` lists the lyric
 lines that are not sung (section markers, repeat lines), each with its 0-based
 line number in the lyrics as sent. Version 1 had neither ``quality`` nor the
-line keys after ``end``.
+line keys after ``end``; ``pass`` was added to version 2 later (readers that
+ignore unknown keys are unaffected).
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ class Line:
     confidence: float | None = None
     voiced_fraction: float | None = None
     flags: tuple[str, ...] = ()
+    line_pass: int | None = None  # the server's pass that produced the times (1 = first)
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ def to_json_data(lines: Sequence[Line], duration_seconds: float, language: str,
         },
         "lines": [{"index": index, "text": line.text, "start": round(line.start, 3), "end": round(line.end, 3),
                    "confidence": known(line.confidence), "voiced_fraction": known(line.voiced_fraction),
-                   "flags": list(line.flags)}
+                   "flags": list(line.flags), "pass": line.line_pass}
                   for index, line in enumerate(lines)],
         "skipped": [{"index": item.index, "text": item.text} for item in skipped],
     }

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 import traceback
+from functools import partial
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -22,6 +23,7 @@ from sow_aligner.evidence import judge
 from sow_aligner.languages import resolve_language
 from sow_aligner.lyrics import SungLyrics, sung_lines
 from sow_aligner.quality import Thresholds
+from sow_aligner.song_alignment import SongAlignment, align_song
 from sow_aligner.validation import check_duration, one_clip, one_string
 
 log = logging.getLogger("qwen3_aligner")
@@ -116,12 +118,13 @@ class TritonPythonModel:
         except Exception as exc:
             log.error("%s: loading failed: %s", self.instance_name, exc)
             raise
-        self.max_audio_seconds = settings.max_audio_seconds
-        self.vad_model = settings.vad_model
+        self.settings = settings
+        self.judge = partial(judge, thresholds=self.thresholds)
         self.metrics = AlignmentMetrics(args["model_name"], args["model_version"], self.engine.dtype_choice)
         log.info(
-            "%s: ready in %.1f s (torch threads %d, audio limit %g s)",
-            self.instance_name, time.monotonic() - started, torch.get_num_threads(), self.max_audio_seconds,
+            "%s: ready in %.1f s (torch threads %d, audio limit %g s, windows of %g s, %d re-alignment passes)",
+            self.instance_name, time.monotonic() - started, torch.get_num_threads(), settings.max_audio_seconds,
+            settings.window_seconds, settings.realign_passes,
         )
 
     def execute(self, requests: list) -> list:
@@ -135,13 +138,18 @@ class TritonPythonModel:
         try:
             clip = one_clip(pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy())
             seconds = clip.shape[0] / 16000
-            check_duration(clip.shape[0], self.max_audio_seconds)
+            check_duration(clip.shape[0], self.settings.max_audio_seconds)
             lyrics = sung_lines(one_string(_optional_input(request, "LYRICS"), "LYRICS") or "")
             language = resolve_language(one_string(_optional_input(request, "LANGUAGE"), "LANGUAGE"))
-            result = self.engine.align(clip, lyrics.lines, language)
+            # The voiced segments come first: long songs are cut into windows in their silences.
+            song = align_song(
+                clip, lyrics.lines, language, align=self.engine.align, segments=self._voiced_segments(clip, request_id),
+                judge=self.judge, realign_passes=self.settings.realign_passes,
+                window_seconds=self.settings.window_seconds,
+            )
             lines = len(lyrics.lines)
-            segments = self._voiced_segments(clip, request_id)
-            response = self._response(lyrics, result, language, segments)
+            log.info("request %s: %s", request_id, song.describe())
+            response = self._response(lyrics, song, language)
             outcome = "ok"
         except InvalidRequest as exc:
             outcome = "bad_input"
@@ -165,11 +173,11 @@ class TritonPythonModel:
         None when no VAD model is configured or it cannot answer: the alignment
         still answers, and its flags say that voice activity was not measured.
         """
-        if not self.vad_model:
+        if not self.settings.vad_model:
             return None
         try:
             response = pb_utils.InferenceRequest(
-                model_name=self.vad_model,
+                model_name=self.settings.vad_model,
                 requested_output_names=["SEGMENT_START", "SEGMENT_END"],
                 inputs=[pb_utils.Tensor("AUDIO", clip.reshape(1, -1))],
             ).exec()
@@ -178,13 +186,13 @@ class TritonPythonModel:
             starts = pb_utils.get_output_tensor_by_name(response, "SEGMENT_START").as_numpy().reshape(-1)
             ends = pb_utils.get_output_tensor_by_name(response, "SEGMENT_END").as_numpy().reshape(-1)
         except Exception as exc:  # any failure of the VAD leaves the alignment standing
-            log.warning("request %s: voice activity not measured: %s: %s", request_id, self.vad_model, exc)
+            log.warning("request %s: voice activity not measured: %s: %s", request_id, self.settings.vad_model, exc)
             return None
         return [(float(start), float(end)) for start, end in zip(starts, ends)]
 
-    def _response(self, lyrics: SungLyrics, result, language: str, segments) -> "pb_utils.InferenceResponse":
+    def _response(self, lyrics: SungLyrics, song: SongAlignment, language: str) -> "pb_utils.InferenceResponse":
         """The response tensors, each with the batch dimension of 1."""
-        judgement = judge(result.lines.starts, result.lines.ends, result.evidence, segments, self.thresholds)
+        result, judgement = song.alignment, song.judgement
         values = {
             "LANGUAGE_NAME": [language],
             "LINE_TEXT": lyrics.lines,
@@ -203,6 +211,7 @@ class TritonPythonModel:
             "LINE_FLAGS": [",".join(codes) for codes in judgement.line_flags],
             "SONG_VERDICT": [judgement.verdict],
             "SONG_VOICED": [judgement.song_voiced],
+            "LINE_PASS": song.line_pass,
         }
         tensors = []
         for name, dtype in self.output_types.items():

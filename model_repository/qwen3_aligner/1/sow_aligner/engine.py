@@ -29,12 +29,13 @@ from qwen_asr import Qwen3ForcedAligner  # noqa: E402
 from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
 
 from .access import permission_problem  # noqa: E402
+from .alignment import Alignment  # noqa: E402
 from .dtype_probe import DtypeChoice, ProbeShapes, checkpoint_parameters, choose_cpu_dtype, measure_gflops  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
-from .evidence import SlotEvidence, slot_evidence  # noqa: E402
-from .line_timing import LineTimes, clamp, line_times  # noqa: E402
-from .settings import Settings, cgroup_memory_limit, check_audio_limit, memory_limit, resolve_device, resolve_dtype  # noqa: E402
+from .evidence import slot_evidence  # noqa: E402
+from .line_timing import clamp, line_times  # noqa: E402
+from .settings import Settings, cgroup_memory_limit, check_window_limit, memory_limit, resolve_device, resolve_dtype  # noqa: E402
 from .timestamp_head import TimestampHead  # noqa: E402
 from .timestamps import fix_timestamp  # noqa: E402
 from .validation import SAMPLE_RATE  # noqa: E402
@@ -53,19 +54,6 @@ CONV_CHUNKS = 50
 
 class ModelLoadError(RuntimeError):
     """The model directory is missing or broken; the message names the path and the problem."""
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """One request's result: line times plus the unit-level detail behind them."""
-
-    lines: LineTimes
-    unit_text: list[str]
-    unit_start: list[float]
-    unit_end: list[float]
-    unit_line: list[int]
-    duration: float
-    evidence: SlotEvidence
 
 
 @dataclass(frozen=True)
@@ -125,7 +113,9 @@ def choose_dtype(settings: Settings, device: str, path: Path, memory: int) -> Dt
         raise ModelLoadError(f"could not load Qwen3-ForcedAligner from {path}: unreadable weights header: {exc!r}") from None
     shapes = ProbeShapes.from_config(json.loads((path / "config.json").read_text()))
     return choose_cpu_dtype(
-        shapes, parameters, checkpoint_dtype(path), settings.max_audio_seconds, memory, measure_gflops,
+        # One pass never sees more than one window of audio (longer songs go in windows).
+        shapes, parameters, checkpoint_dtype(path), min(settings.max_audio_seconds, settings.window_seconds), memory,
+        measure_gflops,
     )
 
 
@@ -152,7 +142,7 @@ class AlignmentEngine:
         with this instance's share (1 / ``instance_count``) of the memory limit.
         Raises ModelLoadError (path and problem in the message) when the
         directory is missing or broken, or SettingsError for a bad setting
-        (including a ``max_audio_seconds`` past what the model can time).
+        (including a ``window_seconds`` past what one pass can time).
         """
         path = settings.model_path
         check_model_dir(path)
@@ -175,7 +165,7 @@ class AlignmentEngine:
         classify_num = aligner.model.config.thinker_config.classify_num
         if head != classify_num:
             raise ModelLoadError(f"model directory {path}: timestamp head has {head} classes, config says {classify_num}")
-        check_audio_limit(settings.max_audio_seconds, classify_num, aligner.timestamp_segment_time)
+        check_window_limit(settings.window_seconds, classify_num, aligner.timestamp_segment_time)
         aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
         aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
         if settings.encoder_attention == "windowed":

@@ -20,11 +20,18 @@ PARAMETERS: dict[str, str] = {
     "encoder_attention": "SOW_QWEN3_ENCODER_ATTENTION",
     "torch_threads": "SOW_QWEN3_TORCH_THREADS",
     "vad_model": "SOW_QWEN3_VAD_MODEL",
+    "realign_passes": "SOW_QWEN3_REALIGN_PASSES",
+    "window_seconds": "SOW_QWEN3_WINDOW_SECONDS",
 }
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ENCODER_ATTENTION = ("windowed", "full")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# The longest audio an operator may allow (15 minutes, live recordings); longer
+# songs are aligned in windows of at most window_seconds each.
+MAX_AUDIO_SECONDS = 900.0
+MAX_REALIGN_PASSES = 10
+MIN_WINDOW_SECONDS = 10.0
 
 
 class SettingsError(ValueError):
@@ -42,6 +49,8 @@ class Settings:
     encoder_attention: str
     torch_threads: int  # 0 = from the instance's CPU share
     vad_model: str  # the Triton model asked for voiced segments; "" (set as "none") = no VAD
+    realign_passes: int  # anchored re-alignment passes after the first; 0 = the single pass only
+    window_seconds: float  # the longest audio aligned in one forward pass; longer audio goes in windows
 
 
 def raw_values(parameters: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
@@ -68,23 +77,27 @@ def resolve(parameters: Mapping[str, str], env: Mapping[str, str]) -> Settings:
             return value
         raise SettingsError(_bad(key, values[key], "one of " + ", ".join(allowed)))
 
-    def number(key: str, kind: Callable[[str], float], low: float) -> float:
+    def number(key: str, kind: Callable[[str], float], low: float, high: float = math.inf) -> float:
         try:
             value = kind(values[key])
         except ValueError:
-            raise SettingsError(_bad(key, values[key], "a number")) from None
+            raise SettingsError(_bad(key, values[key], "an integer" if kind is int else "a number")) from None
         if not math.isfinite(value) or value < low:
             raise SettingsError(_bad(key, values[key], f"a number >= {low:g}"))
+        if value > high:
+            raise SettingsError(_bad(key, values[key], f"at most {high:g}"))
         return value
 
     return Settings(
         model_path=Path(values["model_path"]),
         device=choice("device", DEVICES, allow_empty=True),
         dtype=choice("dtype", DTYPES),
-        max_audio_seconds=number("max_audio_seconds", float, 1.0),
+        max_audio_seconds=number("max_audio_seconds", float, 1.0, MAX_AUDIO_SECONDS),
         encoder_attention=choice("encoder_attention", ENCODER_ATTENTION),
         torch_threads=int(number("torch_threads", int, 0)),
         vad_model="" if values["vad_model"].lower() == "none" else values["vad_model"],
+        realign_passes=int(number("realign_passes", int, 0, MAX_REALIGN_PASSES)),
+        window_seconds=number("window_seconds", float, MIN_WINDOW_SECONDS),
     )
 
 
@@ -92,22 +105,23 @@ def _bad(key: str, value: str, expected: str) -> str:
     return f"setting {key} (env {PARAMETERS[key]}) is {value!r}; expected {expected}"
 
 
-def check_audio_limit(max_audio_seconds: float, classify_num: int, segment_ms: float) -> None:
-    """Refuse a ``max_audio_seconds`` longer than one forward pass can time.
+def check_window_limit(window_seconds: float, classify_num: int, segment_ms: float) -> None:
+    """Refuse a ``window_seconds`` longer than one forward pass can time.
 
     The timestamp head places every time in one of ``classify_num`` classes of
     ``segment_ms`` milliseconds (5000 x 80 ms for Qwen3-ForcedAligner-0.6B),
     so no time past classify_num x segment_ms (400 s) can be expressed:
-    longer audio would get silently wrong times. This is the one place that
-    decides the ceiling. Raises SettingsError naming the setting, its
-    variable, the ceiling and why.
+    longer audio in one pass would get silently wrong times. Audio longer
+    than ``window_seconds`` (up to ``max_audio_seconds``) is aligned in
+    windows. This is the one place that decides the ceiling. Raises
+    SettingsError naming the setting, its variable, the ceiling and why.
     """
     ceiling = classify_num * segment_ms / 1000.0
-    if max_audio_seconds > ceiling:
+    if window_seconds > ceiling:
         raise SettingsError(_bad(
-            "max_audio_seconds", f"{max_audio_seconds:g}",
+            "window_seconds", f"{window_seconds:g}",
             f"at most {ceiling:g} s: the model's timestamp head has {classify_num} classes of {segment_ms:g} ms, "
-            f"so it cannot place a time past {ceiling:g} s and longer audio would get wrong times",
+            f"so one pass cannot place a time past {ceiling:g} s and longer audio would get wrong times",
         ))
 
 

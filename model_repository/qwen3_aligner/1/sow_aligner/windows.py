@@ -1,0 +1,158 @@
+"""Aligning audio longer than one safe pass: windows cut in silences, the lyrics split as they are sung.
+
+Pure (no torch). One forward pass cannot place a time past classify_num x
+80 ms (400 s), and the model is least reliable near that limit (the trailing
+words of a long input pile onto one timestamp), so audio longer than
+``window_seconds`` is aligned window after window (peak memory of one window):
+
+* a window ends in the longest VAD silence of its second half (the later one
+  on a tie), or at ``window_seconds`` when there is no silence there or the
+  VAD could not be asked; every window is at most ``window_seconds`` long;
+* a window is given the lines expected in it, by its share of the voiced time
+  still to align (of the plain time without a VAD), plus slack;
+* it keeps the leading lines that end clearly inside it (not within
+  ``TAIL_SECONDS`` of its cut, not clamped at its end, the last kept one not of
+  zero length); the rest are carried to the next window, which starts where
+  the last kept line ends (at most ``TAIL_SECONDS`` before the cut, but never
+  before that line's start). A window keeps at least one line, so every
+  window makes progress; the last window keeps all that remain.
+
+Every line gets exactly one timing, in song order, with starts that never
+decrease. Doubtful lines at the seams are then the business of the anchored
+re-alignment (``realign``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from .alignment import Alignment, TimedLine, timed_lines, within
+
+Segments = Sequence[tuple[float, float]]
+Align = Callable[[Sequence[float], list[str], str], Alignment]
+
+TAIL_SECONDS = 1.0  # a line ending this close to a window's cut is carried to the next window
+MIN_LINE_SECONDS = 0.05  # a kept line shorter than this at the end of the kept ones is carried too
+SLACK_SHARE = 0.25  # extra lines given to a window: this share of the expected ones ...
+MIN_SLACK_LINES = 2  # ... and at least this many
+
+
+def silences(segments: Segments, start: float, end: float) -> list[tuple[float, float]]:
+    """The gaps between the voiced ``segments`` (sorted, disjoint) within [start, end], clipped to it."""
+    gaps, cursor = [], start
+    for seg_start, seg_end in segments:
+        if seg_start > cursor:
+            gaps.append((cursor, min(seg_start, end)))
+        cursor = max(cursor, seg_end)
+        if cursor >= end:
+            break
+    if cursor < end:
+        gaps.append((cursor, end))
+    return [(a, b) for a, b in gaps if b > a]
+
+
+def window_end(start: float, end: float, window_seconds: float, segments: Segments | None) -> float:
+    """Where the window starting at ``start`` ends, for audio ending at ``end``.
+
+    ``end`` when that is at most ``window_seconds`` away; else the middle of
+    the longest silence (the later one on a tie) within the window's second
+    half [start + window_seconds / 2, start + window_seconds]; else (no
+    silence there, or ``segments`` None) start + window_seconds.
+    """
+    limit = start + window_seconds
+    if end <= limit:
+        return end
+    if segments:
+        # Judged on the whole silence, cut in the middle of its part within the second half.
+        whole = silences(segments, start, end)
+        half = start + window_seconds / 2
+        candidates = [(b - a, (max(a, half) + min(b, limit)) / 2) for a, b in whole if b > half and a < limit]
+        if candidates:
+            return max(candidates)[1]
+    return limit
+
+
+def voiced_seconds(start: float, end: float, segments: Segments) -> float:
+    """Seconds of [start, end] covered by the voiced ``segments``."""
+    return sum(max(0.0, min(end, b) - max(start, a)) for a, b in segments)
+
+
+def lines_for_window(remaining: int, start: float, stop: float, end: float, segments: Segments | None) -> int:
+    """How many of the ``remaining`` lines to give the window [start, stop] of the audio [start, end].
+
+    Its share of the voiced time in [start, end] (of the time, without a VAD
+    or without voice there) times ``remaining``, rounded up, plus slack; all
+    of them for the last window (stop >= end).
+    """
+    if stop >= end:
+        return remaining
+    whole = voiced_seconds(start, end, segments) if segments else 0.0
+    share = voiced_seconds(start, stop, segments) / whole if whole > 0 else (stop - start) / (end - start)
+    expected = math.ceil(remaining * share)
+    return min(remaining, expected + max(MIN_SLACK_LINES, math.ceil(SLACK_SHARE * expected)))
+
+
+def kept_count(lines: Sequence[TimedLine], stop: float) -> int:
+    """How many leading ``lines`` (song time) a window cut at ``stop`` keeps (see the module doc); at least 1."""
+    kept = 0
+    for line in lines:
+        if line.clamped or line.end > stop - TAIL_SECONDS:
+            break
+        kept += 1
+    while kept and lines[kept - 1].end - lines[kept - 1].start < MIN_LINE_SECONDS:
+        kept -= 1
+    return max(1, kept)
+
+
+def sounded(line: str) -> bool:
+    """Whether a lyric line has something to align: a letter or a digit (CJK characters are letters)."""
+    return any(character.isalnum() for character in line)
+
+
+def unaligned(lines: Sequence[str], moment: float) -> list[TimedLine]:
+    """Lines with nothing to align, timed as the engine times such a line: start = end = ``moment``."""
+    return [TimedLine(moment, moment, (), (), (), (), (), math.nan, False, False) for _ in lines]
+
+
+def align_span(
+    clip: Sequence[float],
+    start: float,
+    end: float,
+    lines: list[str],
+    language: str,
+    *,
+    align: Align,
+    segments: Segments | None,
+    window_seconds: float,
+    sample_rate: int,
+) -> list[TimedLine]:
+    """``lines`` timed on clip[start:end] (seconds), one window after another, in song time.
+
+    One ``align`` call on the whole span when it is at most ``window_seconds``
+    long. Each window's lines are kept within the window. A window whose
+    lines have nothing to align, in a span with something to align, is not
+    sent: its lines start and end where the previous line ends.
+    InvalidRequest from ``align`` propagates (so ``lines`` with nothing to
+    align at all are refused by the engine, as before).
+    """
+    timed: list[TimedLine] = []
+    cursor = start
+    while len(timed) < len(lines):
+        stop = window_end(cursor, end, window_seconds, segments)
+        first = len(timed)
+        count = lines_for_window(len(lines) - first, cursor, stop, end, segments)
+        low = int(round(cursor * sample_rate))
+        high = min(len(clip), int(round(stop * sample_rate)))
+        text = lines[first:first + count]
+        # Nothing to align anywhere: the engine refuses the text (a bad request, or a run left as it was).
+        if any(sounded(line) for line in text) or not any(sounded(line) for line in lines):
+            part = timed_lines(align(clip[low:high], text, language), low / sample_rate)
+        else:
+            part = unaligned(text, timed[-1].end if timed else cursor)
+        part = [within(line, cursor, stop) for line in part]
+        keep = count if stop >= end else kept_count(part, stop)
+        timed.extend(part[:keep])
+        last = part[keep - 1]
+        # Where the last kept line ends, but not in the tail, and never before that line starts.
+        cursor = max(cursor, last.start, min(last.end, stop - TAIL_SECONDS))
+    return timed

@@ -1,0 +1,79 @@
+"""A stand-in for ``AlignmentEngine.align`` so the song pipeline's rules can be driven without a model.
+
+The model cannot be asked for chosen timings, so these fakes take its place
+in the pure tests of ``sow_aligner.song_alignment`` / ``windows`` / ``realign``.
+They build their result with the engine's own pure helpers (``line_times``,
+``slot_evidence``), so the Alignment has the engine's shape and contracts.
+
+``position_clip(seconds)`` is a clip whose sample k holds k itself, so a fake
+knows where in the song the part it was given starts.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sow_aligner.alignment import Alignment
+from sow_aligner.errors import InvalidRequest
+from sow_aligner.evidence import slot_evidence
+from sow_aligner.line_timing import clamp, line_times
+from sow_aligner.windows import sounded
+
+RATE = 16000
+
+
+def words(line: str) -> list[str]:
+    """A line's units for the fakes: its whitespace-separated words with a letter or digit ("-" has none)."""
+    return [word for word in line.split() if sounded(word)]
+
+
+def position_clip(seconds: float) -> np.ndarray:
+    """A clip of ``seconds`` whose sample k is k (float64, so positions stay exact)."""
+    return np.arange(int(round(seconds * RATE)), dtype=np.float64)
+
+
+def alignment_of(lines: Sequence[str], unit_ms: Sequence[int], confidence: Sequence[float],
+                 duration: float, raw_ms: Sequence[int] | None = None) -> Alignment:
+    """An Alignment of ``lines`` (units: whitespace words) from per-slot times and confidences, as the engine builds it."""
+    per_line = [words(line) for line in lines]
+    counts = [len(words) for words in per_line]
+    starts = [round(ms / 1000.0, 3) for ms in unit_ms[0::2]]
+    ends = [round(ms / 1000.0, 3) for ms in unit_ms[1::2]]
+    return Alignment(
+        lines=line_times(counts, starts, ends, duration),
+        unit_text=[word for words in per_line for word in words],
+        unit_start=[clamp(t, 0.0, duration) for t in starts],
+        unit_end=[clamp(t, 0.0, duration) for t in ends],
+        unit_line=[index for index, count in enumerate(counts) for _ in range(count)],
+        duration=duration,
+        evidence=slot_evidence(counts, confidence, list(raw_ms or unit_ms), list(unit_ms), duration),
+    )
+
+
+@dataclass
+class RecordingAlign:
+    """``align`` that answers with ``timing(part_start_s, part_seconds, lines)`` -> (slot ms, confidences),
+    and records every call as (part_start_s, part_seconds, lines)."""
+
+    timing: Callable[[float, float, list[str]], tuple[list[int], list[float]]]
+    calls: list[tuple[float, float, list[str]]] = field(default_factory=list)
+
+    def __call__(self, part: np.ndarray, lines: list[str], language: str) -> Alignment:
+        start, seconds = (float(part[0]) / RATE if len(part) else 0.0), len(part) / RATE
+        self.calls.append((start, seconds, list(lines)))
+        if not any(words(line) for line in lines):
+            raise InvalidRequest("lyrics contain nothing alignable")
+        unit_ms, confidence = self.timing(start, seconds, lines)
+        return alignment_of(lines, unit_ms, confidence, seconds)
+
+
+def even_timing(confidence: float = 0.9) -> Callable[[float, float, list[str]], tuple[list[int], list[float]]]:
+    """Units spread evenly over the part, each slot with ``confidence``: a model that gets everything right."""
+    def timing(start: float, seconds: float, lines: list[str]):
+        units = sum(len(words(line)) for line in lines)
+        step = seconds * 1000 / max(1, units)
+        unit_ms = [int(step * (i // 2) + (step * 0.9 if i % 2 else 0)) for i in range(2 * units)]
+        return unit_ms, [confidence] * (2 * units)
+    return timing
