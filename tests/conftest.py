@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,12 @@ def _import_sow_aligner() -> None:
 
 
 _import_sow_aligner()
+
+# Every server the tests start on the tiny checkpoint runs in its float32, the reference's dtype, unless a test
+# sets SOW_QWEN3_DTYPE itself: with dtype auto the load-time probe times the tiny model's tiny shapes, whose
+# noise on a busy machine sometimes picks bfloat16, so two servers (or one before and after a reload) could
+# disagree. The probe itself is tested with dtype auto set explicitly (tests/ops/test_ops_dtype.py).
+TEST_DTYPE = os.environ.setdefault("SOW_QWEN3_DTYPE", "float32")
 
 # A shared 2-core machine makes per-example timing meaningless: no deadlines.
 settings.register_profile("sow", deadline=None, print_blob=True)
@@ -63,9 +70,8 @@ def triton_server(tiny_model_dir: Path, server_logs: Path):
 @pytest.fixture(scope="session")
 def single_pass_server(tiny_model_dir: Path, server_logs: Path):
     """The real tritonserver with anchored re-alignment off (SOW_QWEN3_REALIGN_PASSES=0): the single pass,
-    which is what stock qwen-asr computes, in the reference's float32 (with dtype auto the load-time probe
-    times the tiny model's tiny shapes, and on a busy machine sometimes picks bfloat16)."""
-    yield from serving(tiny_model_dir, server_logs, {"SOW_QWEN3_REALIGN_PASSES": "0", "SOW_QWEN3_DTYPE": "float32"})
+    which is what stock qwen-asr computes (in float32, as every test server: TEST_DTYPE)."""
+    yield from serving(tiny_model_dir, server_logs, {"SOW_QWEN3_REALIGN_PASSES": "0"})
 
 
 @pytest.fixture(scope="session")

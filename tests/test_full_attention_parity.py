@@ -24,8 +24,7 @@ CASES = {"chinese-20s": (ZH, "Chinese", 20.0), "english-16s": (EN, "English", 16
 def full_attention_server(tiny_model_dir, server_logs):
     """The real tritonserver on the tiny checkpoint with SOW_QWEN3_ENCODER_ATTENTION=full, single pass."""
     yield from serving(tiny_model_dir, server_logs,
-                       {"SOW_QWEN3_ENCODER_ATTENTION": "full", "SOW_QWEN3_REALIGN_PASSES": "0",
-                        "SOW_QWEN3_DTYPE": "float32"})  # the reference's dtype (see single_pass_server)
+                       {"SOW_QWEN3_ENCODER_ATTENTION": "full", "SOW_QWEN3_REALIGN_PASSES": "0"})
 
 
 @pytest.fixture(scope="module")

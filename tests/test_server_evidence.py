@@ -158,9 +158,8 @@ def test_existing_outputs_are_unchanged_by_the_evidence(triton_server):
 
 @pytest.fixture(scope="module")
 def server_without_vad(tiny_model_dir, server_logs):
-    """The real server with silero_vad unloaded by an operator (the repository API, explicit model control),
-    in float32 like single_pass_server, which it is compared with."""
-    server = start_server(tiny_model_dir, server_logs, env={"SOW_QWEN3_DTYPE": "float32"})
+    """The real server with silero_vad unloaded by an operator (the repository API, explicit model control)."""
+    server = start_server(tiny_model_dir, server_logs)
     request = urllib.request.Request(f"http://{server.http_url}/v2/repository/models/silero_vad/unload",
                                      data=b"", method="POST")
     with urllib.request.urlopen(request, timeout=60) as response:

@@ -64,12 +64,6 @@ def answer(url: str, audio: np.ndarray, lyrics: str, language: str = "English") 
     )
 
 
-@pytest.fixture(scope="module")
-def realign_server(tiny_model_dir, server_logs):
-    """The real server with the default re-alignment, in float32 like single_pass_server, which it is compared with."""
-    yield from serving(tiny_model_dir, server_logs, {"SOW_QWEN3_DTYPE": "float32"})
-
-
 @pytest.fixture(scope="module", params=["silero_vad", "none"])
 def long_song_server(request, tiny_model_dir, server_logs):
     """The real server allowing 15-minute songs, in windows of 20 s (small, so the tiny model is quick),
@@ -84,12 +78,12 @@ def song():
     return song_audio(), SONG_LYRICS.read_text(encoding="utf-8")
 
 
-def test_doubtful_lines_are_realigned_and_anchors_never_move(realign_server, single_pass_server):
+def test_doubtful_lines_are_realigned_and_anchors_never_move(triton_server, single_pass_server):
     # The tiny model puts every time within 3.2 s of the audio it is given: on this short clip its
     # single pass has anchors and doubtful lines, and re-alignment repairs some of these.
     audio, lyrics = speech(6.0), ZH
     single = answer(single_pass_server.http_url, audio, lyrics, "Chinese")
-    repaired = answer(realign_server.http_url, audio, lyrics, "Chinese")
+    repaired = answer(triton_server.http_url, audio, lyrics, "Chinese")
     anchors = [index for index, codes in enumerate(single.flags) if not is_flagged(codes)]
     assert single.line_pass == [1] * len(single.text)
     assert 0 < len(anchors) < len(single.text), "the song must have both anchors and doubtful lines"

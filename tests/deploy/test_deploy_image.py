@@ -9,6 +9,7 @@ stopped cleanly. Skipped, with the reason, where no Docker engine is reachable.
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
 import time
 from pathlib import Path
@@ -55,6 +56,8 @@ def stack_variables(image: str, checkpoint: Path, http: int, grpc: int, metrics:
         "SOW_QWEN3_IMAGE": image, "SOW_QWEN3_API_KEY": KEY, "SOW_QWEN3_MODEL_HOST_PATH": str(checkpoint),
         # The host has 2 CPUs: a quota of 1 shows up as 1 torch thread only if the model reads it.
         "SOW_QWEN3_CPUS": "1",
+        # The same dtype as the server outside Docker it is compared with (tests/conftest.py, TEST_DTYPE).
+        "SOW_QWEN3_DTYPE": os.environ["SOW_QWEN3_DTYPE"],
         "SOW_QWEN3_HTTP_PORT": str(http), "SOW_QWEN3_GRPC_PORT": str(grpc), "SOW_QWEN3_METRICS_PORT": str(metrics),
     }
 

@@ -50,6 +50,8 @@ def volume(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture(scope="module")
 def pod(image: str, volume: Path):
     resources = build(KUBE)
+    # The same dtype as the server outside the pod it is compared with (tests/conftest.py, TEST_DTYPE).
+    find(resources, "ConfigMap", "sow-qwen3-settings")["data"]["SOW_QWEN3_DTYPE"] = os.environ["SOW_QWEN3_DTYPE"]
     running = DockerPod(find(resources, "Deployment"), resources, image, volume,
                         secrets={("sow-qwen3-api-key", "SOW_QWEN3_API_KEY"): KEY})
     try:

@@ -9,7 +9,7 @@ from support.audio import speech
 
 from ops_helpers import once_http, scrape, scrape_until
 from server_process import start_server
-from support.stopping import assert_clean_stop
+from support.stopping import assert_clean_stop, serving
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 
@@ -20,11 +20,18 @@ def samples_named(samples: dict, name: str) -> dict[frozenset, float]:
     return {labels: value for (sample, labels), value in samples.items() if sample == name and LABELS <= labels}
 
 
-def test_auto_on_cpu_runs_the_probe_and_exports_its_pick(triton_server):
-    """config.pbtxt's dtype is auto: both dtypes are timed and the faster (ties: the checkpoint's) is loaded.
+@pytest.fixture(scope="module")
+def auto_server(tiny_model_dir, server_logs):
+    """A server with config.pbtxt's dtype, auto (the other test servers are pinned to float32, see conftest)."""
+    yield from serving(tiny_model_dir, server_logs, {"SOW_QWEN3_DTYPE": "auto"})
+
+
+def test_auto_on_cpu_runs_the_probe_and_exports_its_pick(auto_server):
+    """dtype auto: both dtypes are timed and the faster (ties: the checkpoint's) is loaded.
 
     One request first: Triton 2.51 sometimes shows a gauge set at load as 0; the model sets it again per request.
     """
+    triton_server = auto_server
     assert once_http(triton_server.http_url, speech(2.0), "奇异恩典").kind == "ok"
     samples = scrape_until(triton_server.metrics_url,
                            lambda s: list(samples_named(s, "sow_qwen3_dtype").values()) == [1.0])
