@@ -239,6 +239,12 @@ def test_batch_aligns_a_catalogue_and_reports_failures(env, s3_store, http_files
     assert http_files.hits["batch-second.ogg"] == hits  # a finished song is not fetched again
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so that Python turns it into KeyboardInterrupt
+    even when the test run itself was started with SIGINT ignored (a shell's background job: ``cmd &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_batch_resumes_after_an_interrupted_run(env, http_files, tmp_path, lyrics_file):
     folder = tmp_path / "songs"
     folder.mkdir()
@@ -250,7 +256,8 @@ def test_batch_resumes_after_an_interrupted_run(env, http_files, tmp_path, lyric
     out = tmp_path / "out"
     reached = http_files.hold("resume-1.wav")  # the second song's download waits until released
     process = subprocess.Popen([SOW_QWEN3, "align-batch", str(manifest), "--out-dir", str(out), "--concurrency", "1"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_sigint)
     try:
         assert reached.wait(timeout=120), "the second song was never requested"
         process.send_signal(signal.SIGINT)
@@ -298,7 +305,8 @@ def test_an_interrupt_while_writing_leaves_no_partial_file(env, tmp_path, song_m
     manifest.write_text(f"{song_mp3},{lyrics_file}\n", encoding="utf-8")
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-c", HELD_WRITE, "align-batch", str(manifest), "--out-dir", str(out),
-                                "--concurrency", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--concurrency", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=default_sigint)
     try:
         assert select.select([process.stdout], [], [], 120)[0], "the output was never written"
         assert process.stdout.readline() == "writing\n"
