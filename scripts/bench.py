@@ -316,9 +316,9 @@ class Service:
     """Our tritonserver (started by server_process.start_server) with one HTTP and one gRPC client."""
 
     def __init__(self, model_dir: Path, dtype: str | None, log_dir: Path, instance_count: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        """Start the server; ``dtype`` None keeps config.pbtxt's (auto); ``env`` adds SOW_QWEN3_* settings.
-        ``load_seconds``: start to ready."""
+                 env: dict[str, str] | None = None, timeout_s: float = 900) -> None:
+        """Start the server; ``dtype`` None keeps config.pbtxt's (auto); ``env`` adds SOW_QWEN3_* settings;
+        ``timeout_s`` bounds each HTTP request. ``load_seconds``: start to ready."""
         import tritonclient.grpc as grpcclient
         import tritonclient.http as httpclient
         from server_process import start_server
@@ -329,8 +329,10 @@ class Service:
         settings = {**(env or {}), **({"SOW_QWEN3_DTYPE": dtype} if dtype else {})}
         self.server = start_server(model_dir, log_dir, env=settings, serve_args=serve_args)
         self.load_seconds = time.perf_counter() - started
+        self.timeout_s = timeout_s
         self.clients = {
-            "http": httpclient.InferenceServerClient(self.server.http_url, connection_timeout=900, network_timeout=900),
+            "http": httpclient.InferenceServerClient(self.server.http_url, connection_timeout=timeout_s,
+                                                     network_timeout=timeout_s),
             "grpc": grpcclient.InferenceServerClient(self.server.grpc_url),
         }
 
@@ -347,7 +349,8 @@ class Service:
         """Wall seconds for ``requests`` HTTP requests with at most ``concurrency`` in flight."""
         httpclient = self.modules["http"]
         client = httpclient.InferenceServerClient(
-            self.server.http_url, concurrency=concurrency, connection_timeout=900, network_timeout=900)
+            self.server.http_url, concurrency=concurrency, connection_timeout=self.timeout_s,
+            network_timeout=self.timeout_s)
         try:
             inputs = request_inputs(httpclient, audio, lyrics, LANGUAGE)
             started = time.perf_counter()

@@ -68,6 +68,7 @@ from bench import (
 
 CONTAINER_LIMIT_GB = 8.0  # the compose / Kubernetes memory limit a 5-minute song is sized for
 LONG_LIMIT = "900"  # SOW_QWEN3_MAX_AUDIO_SECONDS for the memory comparison
+MEMORY_TIMEOUT_S = 4 * 3600  # the memory runs measure memory, not latency: random weights may take long
 VAD_CODE = REPO / "model_repository" / "silero_vad" / "1" / "voice_activity.py"
 FULL = {"realign_song": SONGS["300"], "memory_songs": (SONGS["300"], Song(900, 1500))}
 QUICK = {"realign_song": SONGS["120"], "memory_songs": (SONGS["120"], Song(360, 600))}
@@ -220,7 +221,8 @@ def measure_realign(model_dir: Path, song: Song, share: float, run_lines: int) -
 def measure_memory(model_dir: Path, song: Song, log_dir: Path) -> MemoryCase:
     """Part (b): a fresh server allowing 900 s aligns ``song`` once; its processes' peaks."""
     audio, lyrics = song_data(song)
-    service = Service(model_dir, None, log_dir, env={"SOW_QWEN3_MAX_AUDIO_SECONDS": LONG_LIMIT})
+    service = Service(model_dir, None, log_dir, env={"SOW_QWEN3_MAX_AUDIO_SECONDS": LONG_LIMIT},
+                      timeout_s=MEMORY_TIMEOUT_S)
     try:
         seconds = service.align("http", audio, lyrics, f"memory-{song.key}")
         stub_kb, server_kb = service.peaks_kb()

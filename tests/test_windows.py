@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given
@@ -113,10 +115,10 @@ def test_a_line_kept_from_the_tail_is_never_passed_by_the_next_window():
 
 def test_a_window_carries_what_piles_up_at_its_tail_to_the_next():
     def tail_pile(start, seconds, lines):
-        """The first window (at 0) times all but its last two lines over its first half and piles
-        those two on its very end; any other window is timed evenly."""
+        """The first window (at 0) times all but its last two lines over its first three quarters and
+        piles those two on its very end; any other window is timed evenly."""
         if start == 0.0:
-            ms, confidence = even_timing()(start, seconds / 2, lines[:-2])
+            ms, confidence = even_timing()(start, seconds * 3 / 4, lines[:-2])
             return ms + [int(seconds * 1000)] * 8, confidence + [0.9] * 8
         return even_timing()(start, seconds, lines)
 
@@ -130,3 +132,22 @@ def test_a_window_carries_what_piles_up_at_its_tail_to_the_next():
     assert second[2] == lines[kept:], "the piled lines go to the next window"
     assert second[0] == pytest.approx(timed[kept - 1].end, abs=1 / RATE) and second[0] <= 20.0 - TAIL_SECONDS
     assert [t.unit_text[0] for t in timed] == [f"l{i}a" for i in range(6)]
+
+
+@given(st.data(), st.floats(30.0, 900.0, allow_subnormal=False), st.integers(1, 150), st.sampled_from([20.0, 180.0]))
+def test_a_model_piling_every_line_at_a_window_start_costs_a_bounded_number_of_windows(data, duration, count, window):
+    """What random weights (or audio the model does not recognise) answer: every line at the window's first
+    instant. Each window still moves on by half a window, so the cost is bounded by the audio, not the lines."""
+    def at_the_start(start, seconds, lines):
+        units = sum(len(words(text)) for text in lines)
+        return [0] * (2 * units), [0.1] * (2 * units)
+
+    lines = [f"l{i}a l{i}b" for i in range(count)]
+    segments = data.draw(st.one_of(st.none(), voiced(duration)))
+    align = RecordingAlign(at_the_start)
+    timed = align_span(position_clip(duration), 0.0, duration, lines, "English", align=align, segments=segments,
+                       window_seconds=window, sample_rate=RATE)
+    assert len(timed) == count
+    assert len(align.calls) <= 1 + max(0, math.ceil((duration - window) / (window / 2)))
+    for (start, _, _), (next_start, _, _) in zip(align.calls, align.calls[1:]):
+        assert next_start >= start + window / 2 - 1 / RATE

@@ -14,8 +14,15 @@ words of a long input pile onto one timestamp), so audio longer than
   ``TAIL_SECONDS`` of its cut, not clamped at its end, the last kept one not of
   zero length); the rest are carried to the next window, which starts where
   the last kept line ends (at most ``TAIL_SECONDS`` before the cut, but never
-  before that line's start). A window keeps at least one line, so every
-  window makes progress; the last window keeps all that remain.
+  before that line's start), and at least half a window after the window's
+  own start. A window keeps at least one line; the last window keeps all
+  that remain.
+
+Every window but the last moves on by at least ``window_seconds / 2``, so a
+span of S seconds costs at most 1 + ceil((S - window_seconds) /
+(window_seconds / 2)) windows, whatever the model answers: a model that
+piles every line into a window's first seconds (no voice it recognises, or
+random weights) costs about twice the audio, not a window per line.
 
 Every line gets exactly one timing, in song order, with starts that never
 decrease. Doubtful lines at the seams are then the business of the anchored
@@ -153,6 +160,7 @@ def align_span(
         keep = count if stop >= end else kept_count(part, stop)
         timed.extend(part[:keep])
         last = part[keep - 1]
-        # Where the last kept line ends, but not in the tail, and never before that line starts.
-        cursor = max(cursor, last.start, min(last.end, stop - TAIL_SECONDS))
+        # Where the last kept line ends, but not in the tail, and never before that line starts;
+        # at least half a window on (window_end cuts no earlier), so the windows are bounded.
+        cursor = max(cursor + window_seconds / 2, last.start, min(last.end, stop - TAIL_SECONDS))
     return timed
