@@ -4,12 +4,14 @@ A body over the cap is refused with HTTP 413 / gRPC RESOURCE_EXHAUSTED before
 it reaches Triton (Triton's request count moves only by the requests that
 pass); everything else, health and the API key included, passes through over
 HTTP and gRPC; TLS turns on with a certificate and key; the client maps the
-refusal to bad input (CLI exit 3).
+refusal to bad input (CLI exit 3); an answer that takes longer than the
+proxy's timeout gets HTTP 504 / gRPC DEADLINE_EXCEEDED, saying so.
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from sow_qwen3_server import proxy
 from sow_qwen3_server.launcher import max_input_bytes
 from support.audio import speech, write_clip
 from support.infer import MODEL, align_grpc, align_http, build_inputs, lines_of
-from support.proxy import start_proxy
+from support.proxy import Upstream, start_proxy
 from support.stopping import assert_clean_stop
 
 pytestmark = pytest.mark.server  # needs the real tritonserver and nginx
@@ -183,8 +185,55 @@ def test_tls_on_every_listener_with_a_certificate_and_key(keyed_triton, server_l
         assert running.stop() == 0, running.log()[-3000:]
 
 
+@pytest.fixture
+def silent_upstream():
+    """Loopback ports that accept connections (the kernel's backlog) and never answer.
+
+    A stand-in for an alignment longer than the proxy's timeout: a real one
+    would take minutes of the tiny model's time per test, the timeout being
+    whole seconds at least.
+    """
+    listeners = [socket.create_server(("127.0.0.1", 0), backlog=16) for _ in range(3)]
+    yield Upstream(*(listener.getsockname()[1] for listener in listeners))
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_answer_slower_than_the_proxy_timeout_is_504_or_deadline_exceeded(silent_upstream, server_logs, tmp_path,
+                                                                             protocol):
+    running = start_proxy(silent_upstream, server_logs, env={"SOW_QWEN3_PROXY_TIMEOUT": "2"})
+    try:
+        song = write_clip(tmp_path / "song.wav", speech(3.0))
+        lyrics = tmp_path / "lyrics.txt"
+        lyrics.write_text(LYRICS, encoding="utf-8")
+        env = {name: value for name, value in os.environ.items() if not name.startswith("SOW_QWEN3_")}
+        started = time.monotonic()
+        done = subprocess.run([SOW_QWEN3, "align", str(song), str(lyrics), "--url", running.url(protocol),
+                               "--protocol", protocol, "--timeout", "60"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        waited = time.monotonic() - started
+        module = httpclient if protocol == "http" else grpcclient
+        client = module.InferenceServerClient(running.url(protocol))
+        try:
+            with pytest.raises(InferenceServerException) as caught:
+                client.infer(MODEL, build_inputs(module, speech(3.0), LYRICS))
+        finally:
+            client.close()
+    finally:
+        assert running.stop() == 0, running.log()[-3000:]
+    assert done.returncode == 5, done.stderr  # server unavailable: try again later
+    assert "did not answer within 2 s (the proxy limit, SOW_QWEN3_PROXY_TIMEOUT)" in done.stderr, done.stderr
+    assert caught.value.status() == ("504" if protocol == "http" else "StatusCode.DEADLINE_EXCEEDED")
+    assert "did not answer within 2 s" in caught.value.message()
+    assert 2 <= waited < 60, "the proxy's timeout ended the request, not the client's"
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("env,message", [
     ({"SOW_QWEN3_MAX_BODY_SIZE": "lots"}, "SOW_QWEN3_MAX_BODY_SIZE is 'lots'"),
+    ({"SOW_QWEN3_PROXY_TIMEOUT": "1.5"}, "SOW_QWEN3_PROXY_TIMEOUT is '1.5'"),
+    ({"SOW_QWEN3_PROXY_TIMEOUT": "0"}, "SOW_QWEN3_PROXY_TIMEOUT is '0'"),
     ({"SOW_QWEN3_TLS_CERT": "/etc/hostname"}, "TLS needs both SOW_QWEN3_TLS_CERT and SOW_QWEN3_TLS_KEY"),
     ({"SOW_QWEN3_TLS_CERT": "/nonexistent.crt", "SOW_QWEN3_TLS_KEY": "/nonexistent.key"}, "cannot read /nonexistent.crt"),
 ])
@@ -194,6 +243,14 @@ def test_bad_settings_are_named(monkeypatch, capsys, env, message):
     with pytest.raises(SystemExit):
         proxy.parse_args([])
     assert message in capsys.readouterr().err
+
+
+def test_timeout_settings(monkeypatch):
+    monkeypatch.delenv("SOW_QWEN3_PROXY_TIMEOUT", raising=False)
+    assert proxy.parse_args([]).upstream_timeout == proxy.DEFAULT_UPSTREAM_TIMEOUT
+    monkeypatch.setenv("SOW_QWEN3_PROXY_TIMEOUT", "7200")
+    assert proxy.parse_args([]).upstream_timeout == 7200
+    assert proxy.parse_args(["--upstream-timeout", "30"]).upstream_timeout == 30
 
 
 def test_cap_settings(monkeypatch):

@@ -42,11 +42,20 @@ class RunningProxy:
         return self.process.returncode
 
 
-def start_proxy(server: RunningServer, log_dir: Path, env: dict[str, str] | None = None,
+@dataclass(frozen=True)
+class Upstream:
+    """Loopback ports the proxy forwards to when they are not a RunningServer's."""
+
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+
+
+def start_proxy(server: RunningServer | Upstream, log_dir: Path, env: dict[str, str] | None = None,
                 timeout: float = 30.0) -> RunningProxy:
     """``sow-qwen3-proxy`` on free loopback ports in front of ``server``; returns once it accepts connections.
 
-    ``env`` adds settings (SOW_QWEN3_MAX_BODY_SIZE, SOW_QWEN3_TLS_*). Raises
+    ``env`` adds settings (SOW_QWEN3_MAX_BODY_SIZE, SOW_QWEN3_PROXY_TIMEOUT, SOW_QWEN3_TLS_*). Raises
     RuntimeError with the proxy's log if it exits or does not listen in time.
     """
     http_port, grpc_port, metrics_port = free_ports(3)

@@ -9,7 +9,10 @@ Listens on 8080 (HTTP), 8081 (gRPC) and 8082 (metrics) and forwards to
 Triton's 8000/8001/8002 on SOW_QWEN3_PROXY_UPSTREAM (default 127.0.0.1).
 Bodies over SOW_QWEN3_MAX_BODY_SIZE bytes (default: just above a clip at the
 model's length limit plus lyrics, ``launcher.max_input_bytes``) are refused
-with HTTP 413 / gRPC RESOURCE_EXHAUSTED before they reach Triton. With
+with HTTP 413 / gRPC RESOURCE_EXHAUSTED before they reach Triton. A request
+Triton has not answered after SOW_QWEN3_PROXY_TIMEOUT seconds (default
+3600, above the client's 900 s, so the client's own timeout is what ends a
+long alignment) gets HTTP 504 / gRPC DEADLINE_EXCEEDED, saying so. With
 SOW_QWEN3_TLS_CERT and SOW_QWEN3_TLS_KEY (PEM file paths) every listener
 speaks TLS instead of plain text.
 """
@@ -32,13 +35,17 @@ SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 # Bytes of a request besides the audio: lyrics and the JSON/protobuf header (launcher.max_input_bytes).
 REQUEST_OVERHEAD = 2**20
 AUDIO_BYTES_PER_SECOND = 16000 * 4  # float32 samples at 16 kHz
+# Seconds nginx waits for Triton's answer: above the client's default timeout (900 s), so a long song
+# queued behind others or aligned in many windows is ended by the client that waits for it, not here.
+DEFAULT_UPSTREAM_TIMEOUT = 3600
 
 
 @dataclass(frozen=True)
 class ProxySettings:
-    """Where the proxy listens, where Triton is, the body cap and the TLS files."""
+    """Where the proxy listens, where Triton is, how long it waits for Triton, the body cap and the TLS files."""
 
     max_body_size: int
+    upstream_timeout: int = DEFAULT_UPSTREAM_TIMEOUT  # seconds
     upstream: str = "127.0.0.1"
     upstream_http_port: int = 8000
     upstream_grpc_port: int = 8001
@@ -59,11 +66,24 @@ def parse_size(text: str) -> int:
     return int(match[1]) * SIZE_UNITS[match[2]]
 
 
+def parse_timeout(text: str) -> int:
+    """Whole seconds from ``600`` (nginx's timeouts have no fractions here)."""
+    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) == 0:
+        raise ValueError(f"SOW_QWEN3_PROXY_TIMEOUT is {text!r}; expected whole seconds above 0, such as 3600")
+    return int(text)
+
+
 def too_large_message(max_body_size: int) -> str:
     """What a client whose request is over the cap reads (no quotes: it sits inside nginx and JSON strings)."""
     seconds = max(0, max_body_size - REQUEST_OVERHEAD) // AUDIO_BYTES_PER_SECOND
     return (f"request body too large: this service takes at most {max_body_size} bytes per request "
             f"(about {seconds} s of audio plus lyrics)")
+
+
+def timed_out_message(upstream_timeout: int) -> str:
+    """What a client whose request Triton did not answer in time reads (no quotes, as above)."""
+    return (f"the aligner did not answer within {upstream_timeout} s (the proxy limit, SOW_QWEN3_PROXY_TIMEOUT); "
+            "it may still be aligning: a long song or a long queue on a busy CPU")
 
 
 def render(settings: ProxySettings, runtime_dir: Path) -> str:
@@ -79,6 +99,8 @@ def render(settings: ProxySettings, runtime_dir: Path) -> str:
     values = {
         "runtime_dir": str(runtime_dir),
         "max_body_size": str(settings.max_body_size),
+        "upstream_timeout": str(settings.upstream_timeout),
+        "timed_out_message": timed_out_message(settings.upstream_timeout),
         "too_large_message": too_large_message(settings.max_body_size),
         "upstream": settings.upstream,
         "upstream_http_port": str(settings.upstream_http_port),
@@ -134,6 +156,9 @@ def parse_args(argv: list[str] | None = None) -> ProxySettings:
     parser.add_argument("--max-body-size", default=env.get("SOW_QWEN3_MAX_BODY_SIZE") or None,
                         help="largest request body, e.g. 20m (env SOW_QWEN3_MAX_BODY_SIZE; "
                              "default: a clip at the model's audio limit plus lyrics)")
+    parser.add_argument("--upstream-timeout", default=env.get("SOW_QWEN3_PROXY_TIMEOUT") or None,
+                        help="seconds to wait for Triton's answer before HTTP 504 / gRPC DEADLINE_EXCEEDED "
+                             f"(env SOW_QWEN3_PROXY_TIMEOUT; default {DEFAULT_UPSTREAM_TIMEOUT})")
     parser.add_argument("--tls-cert", default=env.get("SOW_QWEN3_TLS_CERT", ""),
                         help="PEM certificate (chain); with --tls-key every listener speaks TLS (env SOW_QWEN3_TLS_CERT)")
     parser.add_argument("--tls-key", default=env.get("SOW_QWEN3_TLS_KEY", ""),
@@ -141,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> ProxySettings:
     args = parser.parse_args(argv)
     try:
         args.max_body_size = parse_size(args.max_body_size) if args.max_body_size else default_max_body_size()
+        args.upstream_timeout = parse_timeout(args.upstream_timeout) if args.upstream_timeout else DEFAULT_UPSTREAM_TIMEOUT
     except ValueError as error:
         parser.error(str(error))
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -158,6 +184,7 @@ def main() -> None:
     print(f"sow-qwen3-proxy: HTTP :{settings.http_port}, gRPC :{settings.grpc_port}, metrics :{settings.metrics_port}"
           f" -> {settings.upstream}:{settings.upstream_http_port}/{settings.upstream_grpc_port}/"
           f"{settings.upstream_metrics_port}; body cap {settings.max_body_size} bytes; "
+          f"upstream timeout {settings.upstream_timeout} s; "
           f"TLS {'on' if settings.tls_cert else 'off'}", file=sys.stderr, flush=True)
     os.execv(argv[0], argv)
 
