@@ -38,6 +38,7 @@ AUDIO_BYTES_PER_SECOND = 16000 * 4  # float32 samples at 16 kHz
 # Seconds nginx waits for Triton's answer: above the client's default timeout (900 s), so a long song
 # queued behind others or aligned in many windows is ended by the client that waits for it, not here.
 DEFAULT_UPSTREAM_TIMEOUT = 3600
+CONNECT_TIMEOUT = 60  # nginx's proxy_connect_timeout / grpc_connect_timeout (its default); also answered 504
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,9 @@ def too_large_message(max_body_size: int) -> str:
 
 def timed_out_message(upstream_timeout: int) -> str:
     """What a client whose request Triton did not answer in time reads (no quotes, as above)."""
-    return (f"the aligner did not answer within {upstream_timeout} s (the proxy limit, SOW_QWEN3_PROXY_TIMEOUT); "
-            "it may still be aligning: a long song or a long queue on a busy CPU")
+    return (f"the aligner did not answer in time: the proxy waits {upstream_timeout} s for an answer "
+            f"(SOW_QWEN3_PROXY_TIMEOUT) and {CONNECT_TIMEOUT} s to connect; it may still be aligning "
+            "(a long song, or a long queue on a busy CPU)")
 
 
 def render(settings: ProxySettings, runtime_dir: Path) -> str:
@@ -101,6 +103,7 @@ def render(settings: ProxySettings, runtime_dir: Path) -> str:
         "max_body_size": str(settings.max_body_size),
         "upstream_timeout": str(settings.upstream_timeout),
         "timed_out_message": timed_out_message(settings.upstream_timeout),
+        "connect_timeout": str(CONNECT_TIMEOUT),
         "too_large_message": too_large_message(settings.max_body_size),
         "upstream": settings.upstream,
         "upstream_http_port": str(settings.upstream_http_port),
