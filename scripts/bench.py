@@ -76,6 +76,7 @@ import numpy as np
 
 from forward_profile import COMPONENTS, achieved
 from sow_qwen3.client import request_inputs
+from sow_qwen3_server import launcher
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO / ".cache" / "bench-real-bf16"
@@ -87,7 +88,6 @@ SAMPLE_RATE = 16000
 WORKER = "_in_process_worker"  # argv[1] that makes this script the baseline worker
 ENGINE_WORKER = "_engine_worker"  # argv[1] that makes this script the per-component profiler
 MODEL_CODE = REPO / "model_repository" / "qwen3_aligner" / "1"
-CONFIG = REPO / "model_repository" / "qwen3_aligner" / "config.pbtxt"
 MATMUL_ROWS = 1024  # rows of the probe pass the bench reports as the machine's matmul rate
 MODES = ("in-process", "http", "grpc")
 FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
@@ -158,7 +158,7 @@ def song_data(song: Song) -> tuple[np.ndarray, str]:
 
 def config_parameters() -> dict[str, str]:
     """qwen3_aligner's config.pbtxt parameters (the service's defaults), key -> value."""
-    return dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', CONFIG.read_text()))
+    return launcher.config_parameters(REPO / "model_repository")
 
 
 def peak_rss_kb(pid: int) -> int:

@@ -13,15 +13,15 @@ from sow_aligner.evidence import END_REPAIRED, START_REPAIRED, judge, slot_evide
 from sow_aligner.quality import (
     FAIL, PASS, REVIEW, Thresholds, at_least, lrc_window_ends, song_verdict, timing_flags, voiced_fraction,
 )
+from sow_qwen3_server import launcher
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "model_repository" / "qwen3_aligner" / "config.pbtxt"
 T = Thresholds(unvoiced_below=0.3, zero_length_below_s=0.05, collapsed_within_s=0.1, low_confidence_below=0.25,
                review_voiced_below=0.7, fail_voiced_below=0.55, fail_flagged_fraction=0.25, lrc_window_s=3.0)
 
 
 def config_parameters() -> dict[str, str]:
-    return dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', CONFIG.read_text()))
+    return launcher.config_parameters(REPO / "model_repository")
 
 
 def test_config_pbtxt_holds_the_issue_thresholds():

@@ -1,4 +1,3 @@
-import re
 from pathlib import Path
 
 import pytest
@@ -6,14 +5,14 @@ import pytest
 from sow_aligner import settings
 from sow_aligner.quality import Thresholds
 from sow_aligner.settings import SettingsError
+from sow_qwen3_server import launcher
 
-CONFIG = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "config.pbtxt"
+MODEL_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 
 
 def config_parameters() -> dict[str, str]:
     """The parameters block of the real config.pbtxt."""
-    pairs = re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', CONFIG.read_text())
-    return dict(pairs)
+    return launcher.config_parameters(MODEL_REPOSITORY)
 
 
 def test_config_pbtxt_defaults():

@@ -224,15 +224,12 @@ def test_no_glyph_is_missing_for_cjk_lyrics(tmp_path):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_client_reads_the_servers_thresholds_and_vad(keyed_server, protocol):
-    import re
-
     from sow_qwen3 import Client
     from sow_qwen3.quality import Thresholds
+    from sow_qwen3_server import launcher
     from support.song import REPO, song_audio
 
-    config = (REPO / "model_repository" / "qwen3_aligner" / "config.pbtxt").read_text()
-    expected = Thresholds.from_parameters(dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"',
-                                                          config)))
+    expected = Thresholds.from_parameters(launcher.config_parameters(REPO / "model_repository"))
     url = keyed_server.http_url if protocol == "http" else keyed_server.grpc_url
     client = Client(url=url, protocol=protocol, api_key=API_KEY, timeout=120)
     assert client.quality_thresholds() == expected

@@ -6,7 +6,6 @@ this one proves the script builds, serves, measures and reports.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 
@@ -19,19 +18,15 @@ from docker_stack import engine_problem
 pytestmark = pytest.mark.docker
 
 
-def test_a_short_song_in_the_container_is_measured_and_reported(tiny_model_dir, tmp_path):
+def test_a_short_song_in_the_container_is_measured_and_reported(readable_checkpoint, tmp_path):
     problem = engine_problem()
     if problem:
         pytest.skip(f"{problem}: the image tests need a Docker engine (.ci/run starts one)")
-    checkpoint = tmp_path / "checkpoint"
-    checkpoint.mkdir()  # mode from the umask, as a user's folder (tmp_path's own is private)
-    for file in tiny_model_dir.iterdir():
-        shutil.copy(file, checkpoint / file.name)
     report = tmp_path / "benchmarks.md"
     report.write_text("# Benchmarks\n\nhand-written notes\n")
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_container.py"), "--seconds", "30", "--model-dir",
-         str(checkpoint), "--memory", "3g", "--cpus", "1", "--output", str(report)],
+         str(readable_checkpoint), "--memory", "3g", "--cpus", "1", "--output", str(report)],
         capture_output=True, text=True, timeout=1800, cwd=REPO)
     assert done.returncode == 0, done.stderr[-4000:] + done.stdout[-2000:]
     text = report.read_text()

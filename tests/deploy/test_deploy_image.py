@@ -41,16 +41,6 @@ def image() -> str:
     return tag
 
 
-@pytest.fixture(scope="module")
-def readable_checkpoint(tiny_model_dir: Path, tmp_path_factory) -> Path:
-    """The tiny checkpoint in a folder of its own, as make_tiny_model.py writes it (mode from the umask)."""
-    target = tmp_path_factory.mktemp("image-model") / "checkpoint"
-    target.mkdir()
-    for file in tiny_model_dir.iterdir():
-        shutil.copy(file, target / file.name)  # copy keeps the modes: what uid 10001 can read is what the script wrote
-    return target
-
-
 def stack_variables(image: str, checkpoint: Path, http: int, grpc: int, metrics: int) -> dict[str, str]:
     return {
         "SOW_QWEN3_IMAGE": image, "SOW_QWEN3_API_KEY": KEY, "SOW_QWEN3_MODEL_HOST_PATH": str(checkpoint),

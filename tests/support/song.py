@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -13,6 +12,8 @@ from types import ModuleType
 import numpy as np
 import soundfile
 
+from sow_qwen3_server import launcher
+
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 SONG_AUDIO = DATA / "synthetic_song.ogg"
@@ -21,7 +22,6 @@ SONG_LRC = DATA / "synthetic_song.lrc"
 LONG_SONG = "synthetic_song_7min"  # 7 minutes, chorus four times, lyrics with section markers and repeats
 SONGS = ("synthetic_song", LONG_SONG)
 VAD_CODE = REPO / "model_repository" / "silero_vad" / "1" / "voice_activity.py"
-ALIGNER_CONFIG = REPO / "model_repository" / "qwen3_aligner" / "config.pbtxt"
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,7 @@ def config_thresholds():
     """The quality thresholds (sow_aligner.quality.Thresholds) of qwen3_aligner's config.pbtxt."""
     from sow_aligner.quality import Thresholds
 
-    text = ALIGNER_CONFIG.read_text()
-    return Thresholds.from_parameters(dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', text)))
+    return Thresholds.from_parameters(launcher.config_parameters(REPO / "model_repository"))
 
 
 @cache

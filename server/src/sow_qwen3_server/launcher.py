@@ -149,13 +149,18 @@ def find_model_repository(requested: str | None) -> Path:
     return repository.resolve()
 
 
-def config_parameter(repository: Path, key: str) -> str:
-    """A parameter's value in the repository's config.pbtxt (the one place defaults live)."""
+def config_parameters(repository: Path) -> dict[str, str]:
+    """The parameters of the repository's qwen3_aligner config.pbtxt (the one place defaults live), key -> value."""
     text = (repository / MODEL_NAME / "config.pbtxt").read_text()
-    match = re.search(rf'key:\s*"{key}"\s*value:\s*{{\s*string_value:\s*"([^"]*)"', text)
-    if not match:
+    return dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', text))
+
+
+def config_parameter(repository: Path, key: str) -> str:
+    """One parameter's value in the repository's config.pbtxt; exits naming it when there is none."""
+    value = config_parameters(repository).get(key)
+    if value is None:
         raise SystemExit(f"serve.py: config.pbtxt has no parameter {key!r}")
-    return match.group(1)
+    return value
 
 
 def served_models(repository: Path) -> list[str]:
