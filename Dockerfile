@@ -40,9 +40,13 @@ RUN python -m venv /opt/venv \
       /opt/venv/bin/pip install --no-cache-dir --no-deps --index-url "${TORCH_INDEX_URL}" "${torch_pin}"; \
     fi \
  && /opt/venv/bin/pip install --no-cache-dir -r requirements/server.txt -c requirements/constraints.txt
-# The launcher, supervisor and proxy: last, as they change most often.
+# The project's packages, last, as they change most often: the contract (standard
+# library only), the aligner core that model.py imports, and the launcher,
+# supervisor and proxy. Their dependencies are all pinned above.
+COPY contract/ contract/
+COPY core/ core/
 COPY server/ server/
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps ./server
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps ./contract ./core ./server
 
 FROM ${PYTHON_IMAGE}
 # nginx for sow-qwen3-proxy: Debian bookworm's 1.22 has the http2 and grpc modules.

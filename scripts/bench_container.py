@@ -33,19 +33,30 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import soundfile as sf
 
-from bench import (
-    DEFAULT_MODEL_DIR, DEFAULT_OUTPUT, GB, REPO, SAMPLE_RATE, Song, command_line, ensure_model, log, machine_facts,
-    shown_path, song_data, write_report,
+from sow_qwen3_tools.bench import (
+    DEFAULT_MODEL_DIR,
+    DEFAULT_OUTPUT,
+    GB,
+    REPO,
+    SAMPLE_RATE,
+    Song,
+    command_line,
+    ensure_model,
+    log,
+    machine_facts,
+    shown_path,
+    song_data,
+    write_report,
 )
-from server_process import free_ports
+from sow_qwen3_tools.local_server import free_ports
 
 sys.path.insert(0, str(REPO / "tests" / "deploy"))
-from docker_stack import Compose, build_image, docker, engine_problem  # noqa: E402  (the image tests' own builder)
+from sow_qwen3_tools.docker_stack import Compose, build_image, docker, engine_problem  # noqa: E402  (the image tests' own builder)
 
 CLI = Path(sys.executable).parent / "sow-qwen3"
 CONTAINER_UID = 10001  # the image's user, who must be able to read the mounted checkpoint
@@ -201,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_container.py: the image's user (uid {CONTAINER_UID}) cannot read {', '.join(unreadable)} in "
               f"{options.model_dir}: chmod o+r them (o+rx for the folder)", file=sys.stderr)
         return 2
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     facts = {**machine_facts(), "model": f"{shown_path(options.model_dir)} (random weights)"}
     run, note = None, f"load average (1 min) at start: {os.getloadavg()[0]:.2f}"
     with tempfile.TemporaryDirectory(prefix="bench-container-") as work:

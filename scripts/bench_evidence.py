@@ -32,14 +32,24 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from bench import DEFAULT_MODEL_DIR, DEFAULT_OUTPUT, LANGUAGE, MODEL, SONGS, ensure_model, log, machine_facts, \
-    song_data, write_report
 from sow_qwen3.client import infer_input, request_inputs
+from sow_qwen3_tools.bench import (
+    DEFAULT_MODEL_DIR,
+    DEFAULT_OUTPUT,
+    LANGUAGE,
+    MODEL,
+    SONGS,
+    ensure_model,
+    log,
+    machine_facts,
+    song_data,
+    write_report,
+)
 
 SONG = SONGS["300"]
 CLASSES = 5000  # the real timestamp head
@@ -106,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     import tritonclient.http as httpclient
-    from server_process import start_server
+
+    from sow_qwen3_tools.local_server import start_server
 
     ensure_model(args.model_dir)
     audio, lyrics = song_data(SONG)
@@ -116,14 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     client = httpclient.InferenceServerClient(server.http_url, connection_timeout=900, network_timeout=3600)
     try:
         vad, vad_cpu, stub = [], [], vad_stub(server)
-        for repeat in range(args.repeats):
+        for _repeat in range(args.repeats):
             wall, cpu = vad_seconds(client, audio, stub)
             vad.append(wall)
             vad_cpu.append(cpu)
             log(f"silero_vad on {SONG.seconds} s: {wall:.3f} s wall, {cpu:.3f} s CPU")
         alignments = []
         if args.alignment_seconds is None:
-            for repeat in range(args.align_repeats):
+            for _repeat in range(args.align_repeats):
                 alignments.append(align_seconds(client, audio, lyrics))
                 log(f"alignment of {SONG.seconds} s: {alignments[-1]:.1f} s")
     finally:
@@ -139,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     section = "\n".join([
         "## What the trust evidence costs (300 s song)",
         "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with `.venv/bin/python {quoted}` on "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `.venv/bin/python {quoted}` on "
         f"{machine_facts()['machine']} (`lscpu`: {cpu_model()}). The machine was shared with other "
         f"engineers' test runs while this ran (load average {os.getloadavg()[0]:.1f} on 2 cores), which "
         "stretches wall times several-fold; CPU seconds are much less affected. Both the VAD (one torch "

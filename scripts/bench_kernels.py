@@ -32,19 +32,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from qwen_asr import Qwen3ForcedAligner  # before sow_aligner's folder joins sys.path (nagisa imports "model")
+from qwen_asr import Qwen3ForcedAligner
 from qwen_asr.core.transformers_backend.modeling_qwen3_asr import _get_feat_extract_output_lengths
 from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO / "model_repository" / "qwen3_aligner" / "1"))
-from sow_aligner.encoder_windows import enable_windowed_attention  # noqa: E402
-from sow_aligner.timestamps import fix_timestamp  # noqa: E402
-
-from make_tiny_model import write_checkpoint  # noqa: E402  (this script's folder)
+from sow_aligner.encoder_windows import enable_windowed_attention
+from sow_aligner.timestamps import fix_timestamp
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+from sow_qwen3_tools.tiny_model import write_checkpoint
 
 DEFAULT_MODEL_DIR = Path("/tmp/sow-real-bf16")
-SAMPLE_RATE = 16000
 WARM_UP_SECONDS = 10  # two windows: warms the windowed path too
 
 
@@ -140,7 +137,7 @@ def bench_encoder(model_dir: Path, dtypes: list[str], seconds: list[int], repeat
                 mel, lens = encoder_input(extractor, length, dtype)
                 times, outputs = {}, {}
                 for name in variants:
-                    times[name], result = best_time(lambda: encoders[name](mel, feature_lens=lens), repeats)
+                    times[name], result = best_time(lambda: encoders[name](mel, feature_lens=lens), repeats)  # noqa: F821
                     outputs[name] = result.last_hidden_state.float()
                 win, full, mask = outputs["windowed"], outputs["stock"], outputs["mask"]
                 rel = ((win - full).norm() / full.norm()).item()

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Create .venv (if needed) and install the pinned development environment.
-# Idempotent: when requirements/ and client/pyproject.toml are unchanged since
+# Idempotent: when requirements/ and the packages' pyproject.toml are unchanged since
 # the last successful install, it does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${SOW_QWEN3_VENV:-.venv}
-stamp_of() { cat requirements/*.txt client/pyproject.toml server/pyproject.toml | sha256sum | cut -d' ' -f1; }
+stamp_of() { cat requirements/*.txt ./*/pyproject.toml | sha256sum | cut -d' ' -f1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV with $($PYTHON --version)" >&2

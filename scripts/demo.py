@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from sow_qwen3_server.download_model import VerifyError, verify
-from server_process import REPO, start_server
+from sow_qwen3_tools.local_server import REPO, start_server
 
 DEMO_MODEL = REPO / ".cache" / "demo-model"
 BANNER = """
@@ -40,7 +40,7 @@ def choose_model(model_dir: Path) -> tuple[Path, bool]:
     except (VerifyError, OSError):
         pass
     if not (DEMO_MODEL / "model.safetensors").exists():
-        from make_tiny_model import write_checkpoint
+        from sow_qwen3_tools.tiny_model import write_checkpoint
 
         write_checkpoint(DEMO_MODEL, "tiny")
     return DEMO_MODEL, False

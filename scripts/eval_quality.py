@@ -43,19 +43,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from make_tiny_model import is_random_weight_checkpoint
-from server_process import REPO, start_server
-from sow_qwen3.audio import SAMPLE_RATE, load_audio
+from sow_qwen3.audio import load_audio
 from sow_qwen3.client import Client
 from sow_qwen3.errors import AlignError, BadInputError
 from sow_qwen3.evaluate import EvalReport, evaluate
 from sow_qwen3.formats import to_json
 from sow_qwen3.timings import read_timing
+from sow_qwen3_contract.limits import MAX_AUDIO_SECONDS_CEILING
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_server.launcher import config_parameter
+from sow_qwen3_tools.local_server import REPO, start_server
+from sow_qwen3_tools.tiny_model import is_random_weight_checkpoint
 
 MODEL_REPOSITORY = REPO / "model_repository"
-sys.path.append(str(MODEL_REPOSITORY / "qwen3_aligner" / "1"))
-from sow_aligner.settings import MAX_AUDIO_SECONDS  # noqa: E402  (the longest audio a server may allow)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 MODES = ("off", "on")
@@ -119,7 +119,7 @@ def find_songs(folder: Path) -> list[Song]:
             continue
         try:
             timed = read_timing(reference).lines
-            seconds = load_audio(audio, MAX_AUDIO_SECONDS, name=str(audio)).size / SAMPLE_RATE
+            seconds = load_audio(audio, MAX_AUDIO_SECONDS_CEILING, name=str(audio)).size / SAMPLE_RATE
         except BadInputError as exc:  # no timed line; not audio, or longer than any server may allow
             print(f"eval_quality: {exc}; skipped", file=sys.stderr)
             continue
@@ -160,7 +160,7 @@ def server_environment(mode: str, songs: list[Song]) -> dict[str, str]:
     """The settings of our own server for ``mode``: re-alignment off (0 passes) or config.pbtxt's passes,
     and an audio limit that admits the longest song."""
     configured = float(config_parameter(MODEL_REPOSITORY, "max_audio_seconds"))
-    limit = min(MAX_AUDIO_SECONDS, max(configured, math.ceil(max(song.seconds for song in songs))))
+    limit = min(MAX_AUDIO_SECONDS_CEILING, max(configured, math.ceil(max(song.seconds for song in songs))))
     passes = "0" if mode == "off" else realign_passes()
     return {"SOW_QWEN3_REALIGN_PASSES": passes, "SOW_QWEN3_MAX_AUDIO_SECONDS": f"{limit:g}"}
 
@@ -183,7 +183,7 @@ def run_own_servers(songs: list[Song], options: argparse.Namespace) -> list[Mode
         server = start_server(options.model_dir, options.log_dir, env=env)
         try:
             result = ModeResult(mode, f"{mode}: SOW_QWEN3_REALIGN_PASSES={env['SOW_QWEN3_REALIGN_PASSES']}")
-            client = Client(url=server.http_url, max_audio_seconds=MAX_AUDIO_SECONDS)
+            client = Client(url=server.http_url, max_audio_seconds=MAX_AUDIO_SECONDS_CEILING)
             align_all(client, songs, options.language, options.out_dir / mode, result)
             results.append(result)
         finally:
@@ -195,7 +195,7 @@ def run_given_servers(songs: list[Song], options: argparse.Namespace) -> list[Mo
     results = []
     for mode, url in zip(MODES, options.url):
         result = ModeResult(mode, f"{mode}: {url}")
-        align_all(Client(url=url, max_audio_seconds=MAX_AUDIO_SECONDS), songs, options.language,
+        align_all(Client(url=url, max_audio_seconds=MAX_AUDIO_SECONDS_CEILING), songs, options.language,
                   options.out_dir / mode, result)
         results.append(result)
     return results

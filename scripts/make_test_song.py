@@ -40,8 +40,9 @@ import numpy as np
 import soundfile
 import soxr
 
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+
 REPO = Path(__file__).resolve().parents[1]
-RATE = 16000
 SEED = 20261129
 BED_LEVEL = 0.003  # the noise bed under everything (about -50 dBFS)
 SPEECH_LEVEL = 0.6  # peak of each spoken line
@@ -122,7 +123,7 @@ def speak(voice: str, text: str, workdir: Path) -> np.ndarray:
     wav = workdir / "line.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
     data, rate = soundfile.read(wav, dtype="float32")
-    data = soxr.resample(data, rate, RATE).astype(np.float32)
+    data = soxr.resample(data, rate, SAMPLE_RATE).astype(np.float32)
     data *= SPEECH_LEVEL / np.max(np.abs(data))
     loud = np.flatnonzero(np.abs(data) > ONSET_LEVEL)
     return data[loud[0]:loud[-1] + 1]
@@ -130,18 +131,18 @@ def speak(voice: str, text: str, workdir: Path) -> np.ndarray:
 
 def instrumental(seconds: float, rng: np.random.Generator) -> np.ndarray:
     """Tones (a chord that changes every half second) and noise bursts (like a hi-hat on the beat)."""
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
     out = np.zeros(n, dtype=np.float64)
     chords = [(220.0, 277.2, 329.6), (196.0, 246.9, 293.7), (174.6, 220.0, 261.6), (196.0, 246.9, 311.1)]
-    step = RATE // 2
+    step = SAMPLE_RATE // 2
     for index, begin in enumerate(range(0, n, step)):
         end = min(n, begin + step)
         envelope = np.exp(-3.0 * (t[begin:end] - t[begin]))
         for frequency in chords[index % len(chords)]:
             out[begin:end] += 0.08 * envelope * np.sin(2 * np.pi * frequency * t[begin:end])
-    burst = int(0.06 * RATE)
-    for begin in range(0, n - burst, RATE // 4):
+    burst = int(0.06 * SAMPLE_RATE)
+    for begin in range(0, n - burst, SAMPLE_RATE // 4):
         out[begin:begin + burst] += 0.05 * rng.standard_normal(burst) * np.linspace(1, 0, burst)
     return out.astype(np.float32)
 
@@ -161,12 +162,12 @@ def build(sections: list[tuple], workdir: Path) -> tuple[np.ndarray, list[dict],
             continue
         for index, (voice, text) in enumerate(content):
             speech = speak(voice, text, workdir)
-            lines.append({"text": text, "start": round(cursor, 3), "end": round(cursor + speech.size / RATE, 3)})
+            lines.append({"text": text, "start": round(cursor, 3), "end": round(cursor + speech.size / SAMPLE_RATE, 3)})
             pieces.append(speech)
-            cursor += speech.size / RATE
+            cursor += speech.size / SAMPLE_RATE
             if index + 1 < len(content):
-                pieces.append(np.zeros(int(LINE_PAUSE * RATE), dtype=np.float32))
-                cursor += int(LINE_PAUSE * RATE) / RATE
+                pieces.append(np.zeros(int(LINE_PAUSE * SAMPLE_RATE), dtype=np.float32))
+                cursor += int(LINE_PAUSE * SAMPLE_RATE) / SAMPLE_RATE
     song = np.concatenate(pieces)
     song += BED_LEVEL * rng.standard_normal(song.size).astype(np.float32)
     return np.clip(song, -1.0, 1.0), lines, gaps
@@ -187,13 +188,13 @@ def write_song(name: str, out_dir: Path) -> None:
         song, lines, gaps = build(sections, Path(workdir))
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / name
-    soundfile.write(f"{base}.ogg", song, RATE, format="OGG", subtype="OPUS", compression_level=compression)
+    soundfile.write(f"{base}.ogg", song, SAMPLE_RATE, format="OGG", subtype="OPUS", compression_level=compression)
     lyrics = written if written is not None else "".join(line["text"] + "\n" for line in lines)
     Path(f"{base}.txt").write_text(lyrics, encoding="utf-8")
     Path(f"{base}.lrc").write_text(lrc(lines), encoding="utf-8")
-    truth = {"duration_seconds": round(song.size / RATE, 3), "lines": lines, "instrumental_gaps": gaps}
+    truth = {"duration_seconds": round(song.size / SAMPLE_RATE, 3), "lines": lines, "instrumental_gaps": gaps}
     Path(f"{base}.truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {base}.ogg ({song.size / RATE:.1f} s, {len(lines)} lines) and its .txt, .lrc, .truth.json")
+    print(f"wrote {base}.ogg ({song.size / SAMPLE_RATE:.1f} s, {len(lines)} lines) and its .txt, .lrc, .truth.json")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,35 +1,17 @@
 """Session fixtures: the tiny checkpoint, the real tritonserver on it, and in-process qwen-asr."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from server_process import start_server
+from sow_qwen3_tools.local_server import start_server
 from support.stopping import assert_clean_stop, serving
 
-MODEL_CODE = Path(__file__).resolve().parents[1] / "model_repository" / "qwen3_aligner" / "1"
-
-
-def _import_sow_aligner() -> None:
-    """Make ``sow_aligner`` importable without putting its folder on sys.path.
-
-    That folder also holds Triton's ``model.py``, which would shadow the
-    ``import model`` that nagisa (a qwen-asr dependency) does.
-    """
-    spec = importlib.util.spec_from_file_location(
-        "sow_aligner", MODEL_CODE / "sow_aligner" / "__init__.py", submodule_search_locations=[str(MODEL_CODE / "sow_aligner")]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sow_aligner"] = module
-    spec.loader.exec_module(module)
-
-
-_import_sow_aligner()
+# The loopback S3 and HTTP stores and the keyed server that the client and end-to-end tests share.
+pytest_plugins = ["support.stores"]
 
 # Every server the tests start on the tiny checkpoint runs in its float32, the reference's dtype, unless a test
 # sets SOW_QWEN3_DTYPE itself: with dtype auto the load-time probe times the tiny model's tiny shapes, whose
@@ -44,8 +26,8 @@ settings.load_profile("sow")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random-weight checkpoint made by scripts/make_tiny_model.py (float32)."""
-    from make_tiny_model import write_checkpoint
+    """A tiny random-weight checkpoint, as scripts/make_tiny_model.py writes it (float32)."""
+    from sow_qwen3_tools.tiny_model import write_checkpoint
 
     return write_checkpoint(tmp_path_factory.mktemp("tiny-model"), "tiny")
 

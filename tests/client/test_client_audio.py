@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support.audio import speech, write_clip
 from sow_qwen3 import BadInputError
 from sow_qwen3.audio import load_audio
+from support.audio import speech, write_clip
 
 
 def test_16k_mono_wav_round_trips_to_16_bit_precision(tmp_path: Path):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from server_process import free_ports, start_server
+from sow_qwen3.audio import load_audio
+from sow_qwen3_tools.local_server import free_ports, start_server
 from support.audio import noise, speech, write_clip
 from support.checkpoints import broken_copy, fails_inside_inference
 from support.infer import API_KEY, align_http
 from support.stopping import assert_clean_stop
-from sow_qwen3.audio import load_audio
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 

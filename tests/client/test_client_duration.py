@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from support.audio import MPEG2_LAYER3_KBPS, mp3_without_frame_count, noise, write_clip
 from sow_qwen3.duration import BLOCK_BYTES, RangeReader, header_duration
+from support.audio import MPEG2_LAYER3_KBPS, mp3_without_frame_count, noise, write_clip
 
 
 def reader_for(data: bytes) -> RangeReader:

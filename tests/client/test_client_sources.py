@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server_process import free_ports
-from support.audio import mp3_without_frame_count, noise, write_clip
 from sow_qwen3 import AuthError, BadInputError, Client, S3Settings, ServerUnavailableError
 from sow_qwen3.sources import fetched_audio
+from sow_qwen3_tools.local_server import free_ports
+from support.audio import mp3_without_frame_count, noise, write_clip
 
 LYRICS = "奇异恩典\n何等甘甜"
 EARLY = re.compile(r"from its (\S+) header: read (\d+) of (\d+) bytes")

@@ -13,13 +13,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+from test_client_cli import run
 
-from support.song import SONG_AUDIO, SONG_LRC, SONG_LYRICS, truth
 from sow_qwen3.evaluate import evaluate
 from sow_qwen3.plot import Bar, Lane, plot_timeline
 from sow_qwen3.timings import parse_lrc, read_timing
 from support.infer import API_KEY
-from test_client_cli import run
+from support.song import SONG_AUDIO, SONG_LRC, SONG_LYRICS, truth
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 
@@ -225,7 +225,7 @@ def test_no_glyph_is_missing_for_cjk_lyrics(tmp_path):
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_client_reads_the_servers_thresholds_and_vad(keyed_server, protocol):
     from sow_qwen3 import Client
-    from sow_qwen3.quality import Thresholds
+    from sow_qwen3_contract.quality import Thresholds
     from sow_qwen3_server import launcher
     from support.song import REPO, song_audio
 

@@ -17,10 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_files import (
-    COMPOSE, COMPOSE_GPU, ENV_EXAMPLE, REPO, compose_command, docker_bytes, interpolate_tree, seconds,
-)
 import yaml
+from deploy_files import (
+    COMPOSE,
+    COMPOSE_GPU,
+    ENV_EXAMPLE,
+    REPO,
+    compose_command,
+    docker_bytes,
+    interpolate_tree,
+    seconds,
+)
 
 API_KEY_VARIABLE = "SOW_QWEN3_API_KEY"
 PROXY_COMMAND = "sow-qwen3-proxy"
@@ -127,7 +134,8 @@ def _mount(spec: Any) -> Mount:
     if isinstance(spec, dict):
         return Mount(spec["target"], bool(spec.get("read_only", False)), spec.get("type", "volume"))
     parts = str(spec).split(":")
-    return Mount(parts[1], len(parts) > 2 and "ro" in parts[2].split(","), "bind" if parts[0].startswith(("/", ".")) else "volume")
+    kind = "bind" if parts[0].startswith(("/", ".")) else "volume"
+    return Mount(parts[1], len(parts) > 2 and "ro" in parts[2].split(","), kind)
 
 
 def _duration(value: Any) -> float:

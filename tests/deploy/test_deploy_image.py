@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from docker_stack import Compose, build_image, docker, engine_problem
-from server_process import free_ports, http_status
 from sow_qwen3_server.launcher import max_input_bytes
+from sow_qwen3_tools.docker_stack import Compose, build_image, docker, engine_problem
+from sow_qwen3_tools.local_server import free_ports, http_status
 from support.audio import speech
 from support.infer import MODEL, align_grpc, align_http
 

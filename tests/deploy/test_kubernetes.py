@@ -19,14 +19,27 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-
 from compose_view import (
-    API_KEY_VARIABLE, ComposeContainer, compose_containers, proxy_container, server_container,
+    API_KEY_VARIABLE,
+    ComposeContainer,
+    compose_containers,
+    proxy_container,
+    server_container,
 )
 from deploy_files import MODEL_MOUNT, REPO, dockerfile_stages, exec_form
 from kustomize_build import (
-    KUSTOMIZATION, build, by_kind_and_name, container, effective_environment, find, kubectl_kustomize,
-    load_documents, patch_files, pod_containers, quantity_bytes, quantity_cpus,
+    KUSTOMIZATION,
+    build,
+    by_kind_and_name,
+    container,
+    effective_environment,
+    find,
+    kubectl_kustomize,
+    load_documents,
+    patch_files,
+    pod_containers,
+    quantity_bytes,
+    quantity_cpus,
 )
 
 KUBE = REPO / "deploy" / "kubernetes"

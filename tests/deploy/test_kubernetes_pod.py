@@ -14,10 +14,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from kustomize_build import build, container, find
-from docker_stack import build_image, docker, engine_problem
 from pod_in_docker import DockerPod
+
+from sow_qwen3_tools.docker_stack import build_image, docker, engine_problem
 from support.audio import speech
 from support.infer import align_grpc, align_http
 

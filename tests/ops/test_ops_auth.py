@@ -17,10 +17,10 @@ import urllib.request
 
 import pytest
 import tritonclient.grpc as grpcclient
+from ops_helpers import once_grpc, once_http, short_request, wait_for
 from tritonclient.utils import InferenceServerException
 
-from ops_helpers import once_grpc, once_http, short_request, wait_for
-from server_process import http_status, start_server
+from sow_qwen3_tools.local_server import http_status, start_server
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 

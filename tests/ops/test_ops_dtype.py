@@ -4,11 +4,10 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from support.audio import speech
-
 from ops_helpers import once_http, scrape, scrape_until
-from server_process import start_server
+
+from sow_qwen3_tools.local_server import start_server
+from support.audio import speech
 from support.stopping import assert_clean_stop, serving
 
 pytestmark = pytest.mark.server  # needs the real tritonserver

@@ -15,12 +15,22 @@ import numpy as np
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
-
 from ops_helpers import (
-    Outcome, call_grpc, call_http, deltas, new_http_client, once_http, percentile, scrape, scrape_until,
-    stub_process, ZH,
+    ZH,
+    Outcome,
+    call_grpc,
+    call_http,
+    deltas,
+    new_http_client,
+    once_http,
+    percentile,
+    scrape,
+    scrape_until,
+    stub_process,
 )
-from server_process import http_status
+
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+from sow_qwen3_tools.local_server import http_status
 from support.audio import SAMPLE_LYRICS, noise, speech
 from support.infer import MODEL
 
@@ -34,7 +44,7 @@ MEMORY_GROWTH_LIMIT = 0.10  # stub RSS after the run may exceed the post-warm-up
 
 def _speech_cut(start: float, seconds: float) -> np.ndarray:
     clip = speech()
-    return clip[int(start * 16000): int((start + seconds) * 16000)]
+    return clip[int(start * SAMPLE_RATE): int((start + seconds) * SAMPLE_RATE)]
 
 
 # Real speech (cut at different places) and noise, 2 to 8 seconds, with Chinese,

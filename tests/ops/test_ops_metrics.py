@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 import tritonclient.grpc as grpcclient
+from ops_helpers import ZH, call_grpc, call_http, deltas, new_http_client, scrape, scrape_until, wait_for
 
-from ops_helpers import call_grpc, call_http, deltas, new_http_client, scrape, scrape_until, wait_for, ZH
 from support.audio import noise, speech
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
@@ -34,7 +34,7 @@ WANTED = {
 def test_counters_move_by_the_known_requests(triton_server):
     server = triton_server
     samples = scrape(server.metrics_url)
-    for key, (name, labels) in WANTED.items():
+    for _key, (name, labels) in WANTED.items():
         assert any(n == name and set(labels.items()) <= lab for n, lab in samples), f"{name}{labels} not exported"
     before = samples
 

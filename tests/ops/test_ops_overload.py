@@ -11,12 +11,24 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 import tritonclient.grpc as grpcclient
-
 from ops_helpers import (
-    QUEUE_FULL, call_grpc, call_http, cpu_seconds, deltas, scrape_until, new_http_client, once_grpc, once_http, scrape,
-    short_request, slow_request, stub_process, wait_until_busy,
+    QUEUE_FULL,
+    call_grpc,
+    call_http,
+    cpu_seconds,
+    deltas,
+    new_http_client,
+    once_grpc,
+    once_http,
+    scrape,
+    scrape_until,
+    short_request,
+    slow_request,
+    stub_process,
+    wait_until_busy,
 )
-from server_process import start_server
+
+from sow_qwen3_tools.local_server import start_server
 from support.infer import MODEL
 
 pytestmark = pytest.mark.server  # needs the real tritonserver

@@ -14,11 +14,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
-
 from ops_helpers import (
-    call_http, cpu_seconds, new_http_client, once_http, slow_request, stub_process, wait_for, wait_until_busy,
+    call_http,
+    cpu_seconds,
+    new_http_client,
+    once_http,
+    slow_request,
+    stub_process,
+    wait_for,
+    wait_until_busy,
 )
-from server_process import http_status, start_server
+
+from sow_qwen3_tools.local_server import http_status, start_server
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 

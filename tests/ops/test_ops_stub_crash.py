@@ -24,13 +24,25 @@ from dataclasses import dataclass
 
 import psutil
 import pytest
-from sow_qwen3 import Client, ServerUnavailableError
-
 from ops_helpers import (
-    Outcome, call_http, cpu_seconds, deltas, new_http_client, once_grpc, once_http, scrape, scrape_until,
-    short_request, slow_request, stub_process, wait_for, wait_until_busy,
+    Outcome,
+    call_http,
+    cpu_seconds,
+    deltas,
+    new_http_client,
+    once_grpc,
+    once_http,
+    scrape,
+    scrape_until,
+    short_request,
+    slow_request,
+    stub_process,
+    wait_for,
+    wait_until_busy,
 )
-from server_process import http_status, start_server
+
+from sow_qwen3 import Client, ServerUnavailableError
+from sow_qwen3_tools.local_server import http_status, start_server
 from support.infer import MODEL
 
 pytestmark = pytest.mark.server  # needs the real tritonserver

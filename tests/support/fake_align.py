@@ -20,8 +20,7 @@ from sow_aligner.errors import InvalidRequest
 from sow_aligner.evidence import slot_evidence
 from sow_aligner.line_timing import clamp, line_times
 from sow_aligner.windows import sounded
-
-RATE = 16000
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 
 
 def words(line: str) -> list[str]:
@@ -31,7 +30,7 @@ def words(line: str) -> list[str]:
 
 def position_clip(seconds: float) -> np.ndarray:
     """A clip of ``seconds`` whose sample k is k (float64, so positions stay exact)."""
-    return np.arange(int(round(seconds * RATE)), dtype=np.float64)
+    return np.arange(int(round(seconds * SAMPLE_RATE)), dtype=np.float64)
 
 
 def alignment_of(lines: Sequence[str], unit_ms: Sequence[int], confidence: Sequence[float],
@@ -61,7 +60,7 @@ class RecordingAlign:
     calls: list[tuple[float, float, list[str]]] = field(default_factory=list)
 
     def __call__(self, part: np.ndarray, lines: list[str], language: str) -> Alignment:
-        start, seconds = (float(part[0]) / RATE if len(part) else 0.0), len(part) / RATE
+        start, seconds = (float(part[0]) / SAMPLE_RATE if len(part) else 0.0), len(part) / SAMPLE_RATE
         self.calls.append((start, seconds, list(lines)))
         if not any(words(line) for line in lines):
             raise InvalidRequest("lyrics contain nothing alignable")

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from server_process import RunningServer, free_ports
+from sow_qwen3_tools.local_server import RunningServer, free_ports
 
 PROXY = str(Path(sys.executable).parent / "sow-qwen3-proxy")
 

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+
 
 def expected_lines(aligner, audio: np.ndarray, lyrics: str, language: str) -> tuple[list, list, list]:
     """Stock ``aligner.align`` on ``audio``, mapped to the non-blank lyric lines and clamped to the clip."""
     lines = [line.strip() for line in lyrics.splitlines() if line.strip()]
-    items = aligner.align((audio, 16000), lyrics, language)[0]
+    items = aligner.align((audio, SAMPLE_RATE), lyrics, language)[0]
     counts = [len(aligner.aligner_processor.encode_timestamp(line, language)[0]) for line in lines]
     assert sum(counts) == len(items)
-    duration = len(audio) / 16000
+    duration = len(audio) / SAMPLE_RATE
     starts, ends, cursor, previous_end = [], [], 0, 0.0
     for count in counts:
         if count:

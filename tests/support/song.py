@@ -1,17 +1,15 @@
 """The synthetic test songs (scripts/make_test_song.py) and the in-process VAD model code."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import soundfile
 
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_server import launcher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +19,6 @@ SONG_LYRICS = DATA / "synthetic_song.txt"
 SONG_LRC = DATA / "synthetic_song.lrc"
 LONG_SONG = "synthetic_song_7min"  # 7 minutes, chorus four times, lyrics with section markers and repeats
 SONGS = ("synthetic_song", LONG_SONG)
-VAD_CODE = REPO / "model_repository" / "silero_vad" / "1" / "voice_activity.py"
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class Truth:
 def song_audio(name: str = "synthetic_song") -> np.ndarray:
     """Song ``name`` decoded to 16 kHz mono float32 (it is stored at 16 kHz)."""
     data, rate = soundfile.read(DATA / f"{name}.ogg", dtype="float32")
-    assert rate == 16000 and data.ndim == 1
+    assert rate == SAMPLE_RATE and data.ndim == 1
     return data
 
 
@@ -54,17 +51,9 @@ def truth(name: str = "synthetic_song") -> Truth:
 
 @cache
 def config_thresholds():
-    """The quality thresholds (sow_aligner.quality.Thresholds) of qwen3_aligner's config.pbtxt."""
-    from sow_aligner.quality import Thresholds
+    """The quality thresholds (sow_qwen3_contract.quality.Thresholds) of qwen3_aligner's config.pbtxt."""
+    from sow_qwen3_contract.quality import Thresholds
 
     return Thresholds.from_parameters(launcher.config_parameters(REPO / "model_repository"))
 
 
-@cache
-def voice_activity_module() -> ModuleType:
-    """silero_vad's model code (model_repository/silero_vad/1/voice_activity.py), imported in-process."""
-    spec = importlib.util.spec_from_file_location("voice_activity", VAD_CODE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["voice_activity"] = module
-    spec.loader.exec_module(module)
-    return module

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from server_process import RunningServer, start_server
+from sow_qwen3_tools.local_server import RunningServer, start_server
 
 
 def assert_clean_stop(server: RunningServer) -> None:

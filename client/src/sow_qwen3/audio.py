@@ -7,10 +7,11 @@ import numpy as np
 import soundfile
 import soxr
 
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+
 from .duration import HeaderDuration, header_duration, local_reader
 from .errors import BadInputError
 
-SAMPLE_RATE = 16000
 FORMATS = "WAV, FLAC, OGG or MP3"
 
 

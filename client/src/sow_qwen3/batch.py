@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
+from sow_qwen3_contract.quality import VERDICTS
+
 from .client import Client
 from .errors import AlignError
 from .files import PartialFiles, read_lyrics, write_atomically
 from .formats import SongQuality
-from .quality import VERDICTS
 
 COLUMNS = ("source", "lyrics", "language", "name")
 QUALITY_FILE = "quality.csv"

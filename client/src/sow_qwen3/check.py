@@ -4,7 +4,7 @@ A line's window is [start, end] for our JSON; for an LRC (starts only) it is
 [start, min(next line's start, start + lrc_window_s)], the last line's window
 ending at the audio's end at the latest. Flags (``unvoiced``, ``zero_length``,
 ``collapsed``) and the verdict follow the server's own rules and thresholds
-(``sow_qwen3.quality``, the thresholds read from the server).
+(``sow_qwen3_contract.quality``, the thresholds read from the server).
 """
 from __future__ import annotations
 
@@ -12,8 +12,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .quality import Thresholds, is_flagged, lrc_window_ends, mean_voiced, song_verdict, timing_flags, voiced_fraction
-from .timings import Timing
+from sow_qwen3_contract.quality import (
+    Thresholds,
+    is_flagged,
+    lrc_window_ends,
+    mean_voiced,
+    song_verdict,
+    timing_flags,
+    voiced_fraction,
+)
+
+from .timings import TimingFile
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class CheckReport:
         return sum(1 for line in self.lines if is_flagged(line.flags))
 
 
-def windows(timing: Timing, duration: float, thresholds: Thresholds) -> list[float]:
+def windows(timing: TimingFile, duration: float, thresholds: Thresholds) -> list[float]:
     """Each line's window end (see the module docstring)."""
     starts = [line.start for line in timing.lines]
     if timing.kind == "lrc":
@@ -45,7 +54,7 @@ def windows(timing: Timing, duration: float, thresholds: Thresholds) -> list[flo
     return [line.end if line.end is not None else line.start for line in timing.lines]
 
 
-def check_timing(timing: Timing, segments: Sequence[tuple[float, float]], duration: float,
+def check_timing(timing: TimingFile, segments: Sequence[tuple[float, float]], duration: float,
                  thresholds: Thresholds) -> CheckReport:
     """The report for ``timing`` given the voiced ``segments`` (seconds) of its ``duration``-second audio."""
     starts = [line.start for line in timing.lines]

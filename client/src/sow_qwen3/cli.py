@@ -25,12 +25,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .audio import SAMPLE_RATE
+from sow_qwen3_contract.quality import FAIL, REVIEW, at_least
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+
 from .batch import ManifestError, read_manifest, run_batch
 from .client import FORMATS, Client
 from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
 from .files import read_lyrics, write_atomically
-from .quality import FAIL, REVIEW, at_least
 from .settings import PROTOCOLS
 
 EXIT_OK = 0

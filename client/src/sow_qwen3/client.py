@@ -30,24 +30,32 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
+from sow_qwen3_contract.limits import DEFAULT_MAX_AUDIO_SECONDS
+from sow_qwen3_contract.quality import Thresholds
+from sow_qwen3_contract.response import AlignmentResponse, Line, Skipped, SongQuality, decode_alignment
+from sow_qwen3_contract.tensors import (
+    ALIGNER_MODEL,
+    AUDIO,
+    LANGUAGE,
+    LINE_OUTPUTS,
+    LYRICS,
+    SAMPLE_RATE,
+    VAD_FRAME_SAMPLES,
+    VAD_MODEL,
+    VAD_OUTPUTS,
+    VOICED_OUTPUTS,
+)
+
+from .audio import load_audio
 from .errors import AlignError, AuthError, BadInputError, ServerError, ServerUnavailableError
 from .files import read_lyrics
-from .formats import Line, Skipped, SongQuality, to_json, to_json_data, to_lrc
-from .quality import Thresholds, is_flagged
-from .settings import (
-    DEFAULT_TIMEOUT, DEFAULT_URL, MAX_AUDIO_SECONDS, MAX_DOWNLOAD_BYTES, PROTOCOLS, S3Settings, env_float, env_text,
-)
+from .formats import to_json, to_json_data, to_lrc
+from .settings import DEFAULT_TIMEOUT, DEFAULT_URL, MAX_DOWNLOAD_BYTES, PROTOCOLS, S3Settings, env_float, env_text
 from .sources import fetched_audio
 
 log = logging.getLogger("sow_qwen3")
 
-MODEL = "qwen3_aligner"
-VAD_MODEL = "silero_vad"
-OUTPUTS = ("LINE_TEXT", "LINE_START", "LINE_END", "LANGUAGE_NAME", "SKIPPED_TEXT", "SKIPPED_LINE",
-           "LINE_CONFIDENCE", "LINE_VOICED", "LINE_FLAGS", "SONG_VERDICT", "SONG_VOICED", "LINE_PASS")
-VAD_OUTPUTS = ("SEGMENT_START", "SEGMENT_END", "FRAME_PROBABILITY")
-FRAME_SECONDS = 512 / SAMPLE_RATE  # silero_vad's FRAME_PROBABILITY step
+FRAME_SECONDS = VAD_FRAME_SAMPLES / SAMPLE_RATE  # silero_vad's FRAME_PROBABILITY step
 FORMATS = ("lrc", "json")
 CONNECT_TIMEOUT = 10.0
 API_KEY_HEADER = {"http": "api-key", "grpc": "triton-grpc-protocol-api-key"}
@@ -78,17 +86,6 @@ class AlignResult:
     @property
     def content(self) -> str:
         return self.lrc_content if self.format == "lrc" else to_json(self.json_data)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """The server's answer for one clip: its timed lines with their evidence, the language it aligned
-    them as, the lyric lines it did not time (section markers, repeat notation) and the song's quality."""
-
-    lines: list[Line]
-    language: str
-    skipped: list[Skipped]
-    quality: SongQuality
 
 
 @dataclass(frozen=True)
@@ -142,7 +139,7 @@ class Client:
         self.api_key = self.api_key if self.api_key is not None else env_text("API_KEY")
         self.timeout = self.timeout or env_float("TIMEOUT", DEFAULT_TIMEOUT)
         self.s3 = self.s3 or S3Settings.from_env()
-        self.max_audio_seconds = self.max_audio_seconds or env_float("MAX_AUDIO_SECONDS", MAX_AUDIO_SECONDS)
+        self.max_audio_seconds = self.max_audio_seconds or env_float("MAX_AUDIO_SECONDS", DEFAULT_MAX_AUDIO_SECONDS)
         self.max_download_bytes = self.max_download_bytes or int(env_float("MAX_DOWNLOAD_BYTES", MAX_DOWNLOAD_BYTES))
 
     # ------------------------------------------------------------------ public
@@ -177,28 +174,19 @@ class Client:
                            max_seconds=self.max_audio_seconds, timeout=self.timeout) as fetched:
             return load_audio(fetched.path, self.max_audio_seconds, name=str(audio_source)), fetched.header_bytes
 
-    def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese") -> Timing:
+    def align_samples(self, audio: np.ndarray, lyrics: str, language: str = "Chinese",
+                      voiced: bool = False) -> AlignmentResponse:
         """Align 16 kHz mono float32 ``audio`` (already decoded): its timed lines with their evidence,
-        the language used, the lyric lines not timed and the song's quality."""
-        result = self._infer(MODEL, lambda module: request_inputs(module, audio, lyrics, language), OUTPUTS)
-        columns = {name: result.as_numpy(name).reshape(-1) for name in OUTPUTS}
-        lines = [
-            Line(_text(text), float(start), float(end), _known(confidence), _known(voiced),
-                 tuple(code for code in _text(flags).split(",") if code), int(line_pass))
-            for text, start, end, confidence, voiced, flags, line_pass in zip(
-                *(columns[name] for name in ("LINE_TEXT", "LINE_START", "LINE_END", "LINE_CONFIDENCE", "LINE_VOICED",
-                                             "LINE_FLAGS", "LINE_PASS")))
-        ]
-        quality = SongQuality(_text(columns["SONG_VERDICT"][0]), _known(columns["SONG_VOICED"][0]),
-                              sum(1 for line in lines if is_flagged(line.flags)))
-        skipped = [Skipped(int(index), _text(text))
-                   for index, text in zip(columns["SKIPPED_LINE"], columns["SKIPPED_TEXT"])]
-        return Timing(lines, _text(columns["LANGUAGE_NAME"][0]), skipped, quality)
+        the language used, the lyric lines not timed and the song's quality; with ``voiced``, also the
+        voiced segments the server judged the lines against."""
+        outputs = LINE_OUTPUTS + (VOICED_OUTPUTS if voiced else ())
+        result = self._infer(ALIGNER_MODEL, lambda module: request_inputs(module, audio, lyrics, language), outputs)
+        return decode_alignment(response_columns(result, outputs))
 
     def voice_activity(self, audio: np.ndarray) -> VoiceActivity:
         """The server's silero_vad on 16 kHz mono float32 ``audio``."""
         samples = np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1)
-        result = self._infer(VAD_MODEL, lambda module: [infer_input(module, "AUDIO", samples, "FP32")], VAD_OUTPUTS)
+        result = self._infer(VAD_MODEL, lambda module: [infer_input(module, AUDIO, samples, "FP32")], VAD_OUTPUTS)
         starts = result.as_numpy("SEGMENT_START").reshape(-1)
         ends = result.as_numpy("SEGMENT_END").reshape(-1)
         return VoiceActivity(tuple((float(s), float(e)) for s, e in zip(starts, ends)),
@@ -209,7 +197,7 @@ class Client:
         try:
             with self._connection() as (_, client):
                 kwargs = {"as_json": True} if self.protocol == "grpc" else {}
-                config = client.get_model_config(MODEL, headers=self._headers(), **kwargs)
+                config = client.get_model_config(ALIGNER_MODEL, headers=self._headers(), **kwargs)
         except Exception as exc:  # tritonclient raises its own and transport errors
             raise classify(exc) from None
         config = config.get("config", config)  # gRPC wraps it
@@ -218,7 +206,7 @@ class Client:
         try:
             return Thresholds.from_parameters(parameters)
         except ValueError as exc:
-            raise ServerError(f"the server's {MODEL} configuration has no usable quality thresholds: {exc}") from None
+            raise ServerError(f"the server's {ALIGNER_MODEL} configuration has no usable quality thresholds: {exc}") from None
 
     def _infer(self, model: str, inputs: Callable[[object], list], outputs: Sequence[str]):
         """One inference call of ``model``; ``inputs`` builds the request tensors for the tritonclient module."""
@@ -236,10 +224,10 @@ class Client:
         try:
             with self._connection() as (_, client):
                 live = bool(client.is_server_live())
-                ready = live and bool(client.is_model_ready(MODEL))
+                ready = live and bool(client.is_model_ready(ALIGNER_MODEL))
         except Exception as exc:  # unreachable, refused, timed out
             return Health(False, False, classify(exc).args[0])
-        return Health(live, ready, "" if ready else f"model {MODEL} is not ready")
+        return Health(live, ready, "" if ready else f"model {ALIGNER_MODEL} is not ready")
 
     # ----------------------------------------------------------------- private
     def _headers(self) -> dict[str, str] | None:
@@ -287,11 +275,11 @@ def request_inputs(module, audio: np.ndarray, lyrics: str | bytes, language: str
     """
     raw = lyrics if isinstance(lyrics, bytes) else lyrics.encode("utf-8")
     inputs = [
-        infer_input(module, "AUDIO", np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1), "FP32"),
-        infer_input(module, "LYRICS", np.array([[raw]], dtype=np.object_), "BYTES"),
+        infer_input(module, AUDIO, np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1), "FP32"),
+        infer_input(module, LYRICS, np.array([[raw]], dtype=np.object_), "BYTES"),
     ]
     if language:
-        inputs.append(infer_input(module, "LANGUAGE", np.array([[language.encode("utf-8")]], dtype=np.object_),
+        inputs.append(infer_input(module, LANGUAGE, np.array([[language.encode("utf-8")]], dtype=np.object_),
                                   "BYTES"))
     return inputs
 
@@ -303,14 +291,10 @@ def infer_input(module, name: str, data: np.ndarray, datatype: str):
     return tensor
 
 
-def _known(value: float) -> float | None:
-    """A float from the server, None for its NaN ("not known")."""
-    number = float(value)
-    return None if np.isnan(number) else number
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+def response_columns(result, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The outputs ``names`` of a tritonclient InferResult, each flat (batch dimension of 1 removed),
+    as ``sow_qwen3_contract.response.decode_alignment`` takes them."""
+    return {name: result.as_numpy(name).reshape(-1) for name in names}
 
 
 # What a refusal means, by its status: tritonclient.http reports the HTTP status

@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass
 
 from .errors import BadInputError
-from .timings import Timing
+from .timings import TimingFile
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def evaluate(hypothesis: Timing, reference: Timing) -> EvalReport:
+def evaluate(hypothesis: TimingFile, reference: TimingFile) -> EvalReport:
     """Pair the lines (see the module docstring) and keep their starts.
 
     Raises BadInputError when no line pairs.

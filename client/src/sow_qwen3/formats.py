@@ -20,7 +20,7 @@ the timed lines from 0 (each sung occurrence of a repeated line is one).
 detector heard as voiced) and ``mean_voiced_fraction`` are rounded to 3
 decimals, and null when not known (a line without alignable units has no
 confidence; without the VAD there is no voiced fraction). ``flags`` are the
-server's reason codes (see ``sow_qwen3.quality``); ``flagged_lines`` counts the
+server's reason codes (see ``sow_qwen3_contract.quality``); ``flagged_lines`` counts the
 lines with a flag that counts against the song. ``pass`` is the server's
 alignment pass that produced the line's times: 1 for the first pass, 2 or more
 for a doubtful line that anchored re-alignment repaired (null when not known). ``skipped`` lists the lyric
@@ -34,40 +34,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 
+from sow_qwen3_contract.response import Line, Skipped, SongQuality
+
 JSON_VERSION = 2
-
-
-@dataclass(frozen=True)
-class Line:
-    """One timed lyric line, in seconds, with the server's evidence for it (None / () when not known)."""
-
-    text: str
-    start: float
-    end: float
-    confidence: float | None = None
-    voiced_fraction: float | None = None
-    flags: tuple[str, ...] = ()
-    line_pass: int | None = None  # the server's pass that produced the times (1 = first)
-
-
-@dataclass(frozen=True)
-class SongQuality:
-    """The server's judgement of a whole song."""
-
-    verdict: str  # pass, review or fail
-    mean_voiced_fraction: float | None  # None when the VAD was not run
-    flagged_lines: int
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A lyric line the server did not time (a section marker or a repeat line) and its 0-based line number."""
-
-    index: int
-    text: str
 
 
 def centiseconds(seconds: float) -> int:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from sow_qwen3_contract.quality import lrc_window_ends
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+
 from .check import CheckReport
 from .client import AlignResult
 from .evaluate import EvalReport
 from .plot import NEUTRAL, Bar, Lane, error_color, flag_color, plot_timeline
-from .quality import lrc_window_ends
 
 EVAL_BAR_SECONDS = 3.0  # eval knows starts only: a bar lasts until the next start, at most this long
 

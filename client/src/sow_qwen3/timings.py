@@ -20,22 +20,22 @@ STAMP = re.compile(r"\[(\d+):(\d{1,2}(?:[.:]\d{1,3})?)\]")
 
 
 @dataclass(frozen=True)
-class TimedLine:
+class StampedLine:
     text: str
     start: float
     end: float | None  # None for LRC, which gives starts only
 
 
 @dataclass(frozen=True)
-class Timing:
+class TimingFile:
     """The timed lines of one file and its kind: "lrc" or "json"."""
 
-    lines: tuple[TimedLine, ...]
+    lines: tuple[StampedLine, ...]
     kind: str
     name: str
 
 
-def parse_lrc(text: str) -> list[TimedLine]:
+def parse_lrc(text: str) -> list[StampedLine]:
     """The timed lines of LRC ``text``, in time order."""
     lines = []
     for row in text.splitlines():
@@ -47,22 +47,22 @@ def parse_lrc(text: str) -> list[TimedLine]:
             rest = rest[match.end():]
         rest = rest.strip()
         if rest:
-            lines.extend(TimedLine(rest, stamp, None) for stamp in stamps)
+            lines.extend(StampedLine(rest, stamp, None) for stamp in stamps)
     return sorted(lines, key=lambda line: line.start)
 
 
-def parse_json(text: str) -> list[TimedLine]:
+def parse_json(text: str) -> list[StampedLine]:
     """The lines of our JSON document; ValueError when it is not one."""
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("lines"), list):
         raise ValueError("no \"lines\" list: not a sow-qwen3 JSON document")
     try:
-        return [TimedLine(str(line["text"]), float(line["start"]), float(line["end"])) for line in data["lines"]]
+        return [StampedLine(str(line["text"]), float(line["start"]), float(line["end"])) for line in data["lines"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"a line lacks text, start or end: {exc}") from None
 
 
-def read_timing(path: str | Path) -> Timing:
+def read_timing(path: str | Path) -> TimingFile:
     """The timing in ``path`` (JSON when its text starts with ``{``, else LRC).
 
     Raises BadInputError naming the file when it cannot be read or holds no timed line.
@@ -78,4 +78,4 @@ def read_timing(path: str | Path) -> Timing:
         raise BadInputError(f"{path} is not a usable sow-qwen3 JSON file: {exc}") from None
     if not lines:
         raise BadInputError(f"{path} holds no timed lyric line (expected LRC [mm:ss.xx] stamps or our JSON)")
-    return Timing(tuple(lines), kind, str(path))
+    return TimingFile(tuple(lines), kind, str(path))

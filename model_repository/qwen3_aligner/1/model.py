@@ -16,15 +16,15 @@ from functools import partial
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# The Python backend puts this file's folder on sys.path, so the package beside it imports.
+# The aligner core, installed like any library (core/, package sow_aligner).
 from sow_aligner import settings as sow_settings
 from sow_aligner.errors import InvalidRequest
 from sow_aligner.evidence import judge
 from sow_aligner.languages import resolve_language
 from sow_aligner.lyrics import SungLyrics, sung_lines
-from sow_aligner.quality import Thresholds
 from sow_aligner.song_alignment import SongAlignment, align_song
 from sow_aligner.validation import check_duration, one_clip, one_string
+from sow_qwen3_contract.quality import Thresholds
 
 log = logging.getLogger("qwen3_aligner")
 
@@ -131,7 +131,7 @@ class TritonPythonModel:
         """One response per request, in order; a bad request never fails its neighbours."""
         return [self._respond(request) for request in requests]
 
-    def _respond(self, request) -> "pb_utils.InferenceResponse":
+    def _respond(self, request) -> pb_utils.InferenceResponse:
         started = time.monotonic()
         request_id = request.request_id() or "-"
         seconds, lines = 0.0, 0
@@ -190,7 +190,7 @@ class TritonPythonModel:
             return None
         return [(float(start), float(end)) for start, end in zip(starts, ends)]
 
-    def _response(self, lyrics: SungLyrics, song: SongAlignment, language: str) -> "pb_utils.InferenceResponse":
+    def _response(self, lyrics: SungLyrics, song: SongAlignment, language: str) -> pb_utils.InferenceResponse:
         """The response tensors, each with the batch dimension of 1."""
         result, judgement = song.alignment, song.judgement
         values = {

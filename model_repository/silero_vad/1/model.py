@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from voice_activity import SAMPLE_RATE, SegmentSettings, SileroVad
+from sow_aligner.voice_activity import SAMPLE_RATE, SegmentSettings, SileroVad
 
 
 class RequestError(ValueError):
@@ -63,7 +63,7 @@ class TritonPythonModel:
         """One response per request, in order; a bad request never fails its neighbours."""
         return [self._respond(request) for request in requests]
 
-    def _respond(self, request) -> "pb_utils.InferenceResponse":
+    def _respond(self, request) -> pb_utils.InferenceResponse:
         started = time.monotonic()
         request_id = request.request_id() or "-"
         try:

@@ -43,6 +43,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sow_qwen3_contract.tensors import AUDIO_BYTES_PER_SECOND
+
 from .supervisor import ModelEndpoint, supervise
 
 # server/src/sow_qwen3_server/launcher.py -> the checkout's model_repository/ (editable install only).
@@ -202,7 +204,7 @@ def supports_flag(binary: Path, flag: str) -> bool:
 def max_input_bytes(max_audio_seconds: float) -> int:
     """The largest HTTP request a clip at the length limit needs: float32 samples at
     16 kHz, sent as binary data, plus 1 MiB for the lyrics and the JSON header."""
-    return int(max_audio_seconds * 16000 * 4) + 2**20
+    return int(max_audio_seconds * AUDIO_BYTES_PER_SECOND) + 2**20
 
 
 def auth_args(api_key: str) -> list[str]:

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sow_qwen3_contract.tensors import AUDIO_BYTES_PER_SECOND
+
 from .launcher import find_model_repository, max_audio_seconds, max_input_bytes
 
 TEMPLATE = "nginx.conf.template"
 SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 # Bytes of a request besides the audio: lyrics and the JSON/protobuf header (launcher.max_input_bytes).
 REQUEST_OVERHEAD = 2**20
-AUDIO_BYTES_PER_SECOND = 16000 * 4  # float32 samples at 16 kHz
 # Seconds nginx waits for Triton's answer: above the client's default timeout (900 s), so a long song
 # queued behind others or aligned in many windows is ended by the client that waits for it, not here.
 DEFAULT_UPSTREAM_TIMEOUT = 3600

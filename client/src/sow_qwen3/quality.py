@@ -1,1 +1,0 @@
-../../../model_repository/qwen3_aligner/1/sow_aligner/quality.py

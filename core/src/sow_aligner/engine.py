@@ -1,0 +1,264 @@
+"""Loading Qwen3-ForcedAligner and aligning one request's lyric lines.
+
+This is the only module of the package that needs torch and qwen-asr. It
+runs the same computation as ``Qwen3ForcedAligner.align`` for one clip (same
+prompt, same processor, same forward pass, same monotonic repair and
+rounding; with the default windowed encoder attention, the forward pass is
+stock's on CPU only for clips of one 8 s window, see encoder_windows), with
+the per-request waste removed: the text is split into units
+once, per line, so units map to lines without a second tokenisation, and the
+forward pass keeps no KV cache, and the timestamp head runs only at the
+timestamp tokens (``timestamp_head``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+# Never reach a model hub at run time: the weights come from a local directory.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from qwen_asr import Qwen3ForcedAligner  # noqa: E402
+from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
+
+from sow_qwen3_contract.tensors import SAMPLE_RATE  # noqa: E402
+
+from .access import permission_problem  # noqa: E402
+from .alignment import Alignment  # noqa: E402
+from .dtype_probe import DtypeChoice, ProbeShapes, checkpoint_parameters, choose_cpu_dtype, measure_gflops  # noqa: E402
+from .encoder_windows import enable_windowed_attention  # noqa: E402
+from .errors import InvalidRequest  # noqa: E402
+from .evidence import slot_evidence  # noqa: E402
+from .line_timing import clamp, line_times  # noqa: E402
+from .settings import Settings, cgroup_memory_limit, check_window_limit, memory_limit, resolve_device, resolve_dtype  # noqa: E402
+from .timestamp_head import TimestampHead  # noqa: E402
+from .timestamps import fix_timestamp  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+AUDIO_PROMPT = "<|audio_start|><|audio_pad|><|audio_end|>"
+TIMESTAMP_PAIR = "<timestamp><timestamp>"
+REQUIRED_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+# One-second chunks the audio encoder's convolution front end runs at once.
+# qwen-asr's default (500) holds a 300 s song's whole CNN activation, the
+# service's peak memory; 50 cuts the peak by about 1.6 GB at the same speed
+# (docs/benchmarks.md).
+CONV_CHUNKS = 50
+
+
+class ModelLoadError(RuntimeError):
+    """The model directory is missing or broken; the message names the path and the problem."""
+
+
+@dataclass(frozen=True)
+class TimestampSlots:
+    """The two timestamp slots of each unit (start, end interleaved) as the forward pass chose them."""
+
+    raw_ms: list[int]  # the chosen class times, before the monotonic repair
+    repaired_ms: list[int]  # after qwen-asr's monotonic repair
+    confidence: list[float]  # softmax probability of the chosen class
+
+
+def check_model_dir(path: Path) -> None:
+    """Raise ModelLoadError unless ``path`` looks like a Qwen3-ForcedAligner checkpoint this process can read."""
+    problem = permission_problem(path)
+    if problem:
+        raise ModelLoadError(problem)
+    if not path.exists():
+        raise ModelLoadError(f"model directory {path} does not exist (mount the weights there or set SOW_QWEN3_MODEL_PATH)")
+    if not path.is_dir():
+        raise ModelLoadError(f"model path {path} is not a directory")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if not ((path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()):
+        missing.append("model.safetensors")
+    if not ((path / "tokenizer.json").is_file() or ((path / "vocab.json").is_file() and (path / "merges.txt").is_file())):
+        missing.append("tokenizer.json (or vocab.json + merges.txt)")
+    if missing:
+        raise ModelLoadError(f"model directory {path} is missing {', '.join(missing)}")
+    try:
+        config = json.loads((path / "config.json").read_text())
+        thinker_type = config["thinker_config"]["model_type"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"model directory {path} has an unreadable config.json: {exc!r}") from None
+    if "forced_aligner" not in thinker_type:
+        raise ModelLoadError(
+            f"model directory {path}: config.json thinker_config.model_type is {thinker_type!r}, "
+            "not a forced aligner (expected 'qwen3_forced_aligner')"
+        )
+
+
+def checkpoint_dtype(path: Path) -> str:
+    """The dtype the checkpoint's config.json records ("float32" when it records none)."""
+    config = json.loads((path / "config.json").read_text())
+    return str(config.get("dtype") or config.get("torch_dtype") or "float32")
+
+
+def choose_dtype(settings: Settings, device: str, path: Path, memory: int) -> DtypeChoice:
+    """The dtype to load in: the setting, the device's default, or (``auto`` on CPU) the probe's pick.
+
+    ``memory`` is this instance's share of the memory limit, in bytes.
+    """
+    resolved = resolve_dtype(settings.dtype, device)
+    if resolved:
+        return DtypeChoice(resolved, "setting" if settings.dtype != "auto" else "device")
+    try:
+        parameters = checkpoint_parameters(path)
+    except (OSError, ValueError, KeyError, struct.error) as exc:
+        raise ModelLoadError(f"could not load Qwen3-ForcedAligner from {path}: unreadable weights header: {exc!r}") from None
+    shapes = ProbeShapes.from_config(json.loads((path / "config.json").read_text()))
+    return choose_cpu_dtype(
+        # One pass never sees more than one window of audio (longer songs go in windows).
+        shapes, parameters, checkpoint_dtype(path), min(settings.max_audio_seconds, settings.window_seconds), memory,
+        measure_gflops,
+    )
+
+
+class AlignmentEngine:
+    """One loaded Qwen3-ForcedAligner and the per-request alignment path."""
+
+    def __init__(self, aligner: Qwen3ForcedAligner, settings: Settings, dtype_choice: DtypeChoice) -> None:
+        self.aligner = aligner
+        self.settings = settings
+        self.dtype_choice = dtype_choice
+        thinker_config = aligner.model.config.thinker_config
+        # Two timestamps per unit, each one of classify_num 80 ms steps: past
+        # classify_num / 2 units the head cannot place them all.
+        self.max_units = int(thinker_config.classify_num) // 2
+        self.max_tokens = int(thinker_config.text_config.max_position_embeddings)
+
+    @classmethod
+    def load(
+        cls, settings: Settings, instance_kind: str = "CPU", device_id: int = 0, instance_count: int = 1,
+    ) -> AlignmentEngine:
+        """Load the checkpoint at ``settings.model_path`` onto the resolved device.
+
+        With ``dtype=auto`` on CPU the dtype is measured first (``choose_dtype``),
+        with this instance's share (1 / ``instance_count``) of the memory limit.
+        Raises ModelLoadError (path and problem in the message) when the
+        directory is missing or broken, or SettingsError for a bad setting
+        (including a ``window_seconds`` past what one pass can time).
+        """
+        path = settings.model_path
+        check_model_dir(path)
+        device = resolve_device(
+            settings.device, instance_kind, device_id,
+            cuda_available=torch.cuda.is_available(),
+            mps_available=torch.backends.mps.is_available(),
+        )
+        memory = memory_limit(cgroup_memory_limit(), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        choice = choose_dtype(settings, device, path, memory // max(1, instance_count))
+        log.info("%s", choice.describe())
+        dtype = choice.dtype
+        try:
+            aligner = Qwen3ForcedAligner.from_pretrained(
+                str(path), dtype=getattr(torch, dtype), device_map=device, local_files_only=True
+            )
+        except Exception as exc:  # any failure here means the directory is unusable
+            raise ModelLoadError(f"could not load Qwen3-ForcedAligner from {path}: {type(exc).__name__}: {exc}") from exc
+        head = aligner.model.thinker.lm_head.out_features
+        classify_num = aligner.model.config.thinker_config.classify_num
+        if head != classify_num:
+            raise ModelLoadError(f"model directory {path}: timestamp head has {head} classes, config says {classify_num}")
+        check_window_limit(settings.window_seconds, classify_num, aligner.timestamp_segment_time)
+        aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
+        aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
+        if settings.encoder_attention == "windowed":
+            enable_windowed_attention(aligner.model)
+        engine = cls(aligner, settings, choice)
+        engine.self_check()
+        log.info("loaded %s on %s as %s (encoder attention: %s, memory limit %.1f GiB)",
+                 path, device, dtype, settings.encoder_attention, memory / 1024**3)
+        return engine
+
+    @property
+    def device(self) -> torch.device:
+        return self.aligner.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.aligner.model.dtype
+
+    def units(self, line: str, language: str) -> list[str]:
+        """The alignable units of one lyric line, as qwen-asr splits them."""
+        words, _ = self.aligner.aligner_processor.encode_timestamp(line, language)
+        return words
+
+    def self_check(self) -> None:
+        """Fail loading if the tokenizer does not keep one <timestamp> token per marker."""
+        units = self.units("奇异恩典 amazing grace", "Chinese")
+        ids = self.aligner.processor.tokenizer(TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR)["input_ids"]
+        found = sum(1 for i in ids if i == self.aligner.timestamp_token_id)
+        if found != 2 * len(units):
+            raise ModelLoadError(
+                f"tokenizer of {self.settings.model_path} splits <timestamp> wrongly "
+                f"({found} timestamp tokens for {len(units)} units)"
+            )
+
+    def align(self, audio: np.ndarray, lines: list[str], language: str) -> Alignment:
+        """Time ``lines`` (non-blank, stripped) against 16 kHz mono ``audio``.
+
+        Raises InvalidRequest when the lines hold nothing alignable or more
+        units than the model can place; any other exception is a failure of
+        the service.
+        """
+        per_line = [self.units(line, language) for line in lines]
+        units = [unit for words in per_line for unit in words]
+        if not units:
+            raise InvalidRequest("lyrics contain nothing alignable: no letters or digits in any line")
+        if len(units) > self.max_units:
+            raise InvalidRequest(
+                f"lyrics have {len(units)} alignable units (CJK characters or words); "
+                f"the model can place at most {self.max_units}"
+            )
+        audio = float_range_normalize(audio)
+        duration = audio.shape[0] / SAMPLE_RATE
+        slots = self._timestamp_slots(audio, units)
+        unit_ms = slots.repaired_ms
+        starts = [round(ms / 1000.0, 3) for ms in unit_ms[0::2]]
+        ends = [round(ms / 1000.0, 3) for ms in unit_ms[1::2]]
+        counts = [len(words) for words in per_line]
+        return Alignment(
+            lines=line_times(counts, starts, ends, duration),
+            unit_text=units,
+            unit_start=[clamp(t, 0.0, duration) for t in starts],
+            unit_end=[clamp(t, 0.0, duration) for t in ends],
+            unit_line=[index for index, count in enumerate(counts) for _ in range(count)],
+            duration=duration,
+            evidence=slot_evidence(counts, slots.confidence, slots.raw_ms, slots.repaired_ms, duration),
+        )
+
+    @torch.inference_mode()
+    def _timestamp_slots(self, audio: np.ndarray, units: list[str]) -> TimestampSlots:
+        """Start and end (ms, interleaved) of each unit from one forward pass: argmax, the
+        softmax probability of that class, and the monotonic repair."""
+        prompt = AUDIO_PROMPT + TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR
+        inputs = self.aligner.processor(text=[prompt], audio=[audio], return_tensors="pt", padding=True)
+        token_count = inputs["input_ids"].shape[1]
+        if token_count > self.max_tokens:
+            raise InvalidRequest(
+                f"audio and lyrics make {token_count} model tokens; the model takes at most {self.max_tokens}"
+            )
+        inputs = inputs.to(self.device).to(self.dtype)
+        input_ids = inputs["input_ids"][0]
+        is_timestamp = input_ids == self.aligner.timestamp_token_id
+        if int(is_timestamp.sum()) != 2 * len(units):
+            raise RuntimeError(f"tokenizer produced {int(is_timestamp.sum())} timestamp tokens for {len(units)} units")
+        thinker = self.aligner.model.thinker
+        with thinker.lm_head.at(is_timestamp):
+            slot_logits = thinker(**inputs, use_cache=False).logits[0]
+        classes = slot_logits.argmax(dim=-1)
+        # Softmax in float32 of the slots alone: 2 x units x classify_num values, no second pass.
+        confidence = torch.softmax(slot_logits.float(), dim=-1).gather(1, classes[:, None])[:, 0]
+        timestamp_ms = (classes * self.aligner.timestamp_segment_time).to("cpu").numpy()
+        return TimestampSlots(
+            raw_ms=timestamp_ms.tolist(),
+            repaired_ms=fix_timestamp(timestamp_ms),
+            confidence=confidence.to("cpu").tolist(),
+        )

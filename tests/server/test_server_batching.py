@@ -1,0 +1,93 @@
+"""Requests that share a dynamic batch get exactly what they get alone."""
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import numpy as np
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+from support.audio import noise, speech
+from support.infer import MODEL, align_http, build_inputs, http_client, lines_of, outcomes_of
+
+TEXTS = [
+    "奇异恩典 何等甘甜\n我罪已得赦免",
+    "Amazing grace\nhow sweet the sound",
+    "主啊 Lord\n\n，，\n你是我的力量",
+    "如鹿切慕溪水\n我的心切慕你\n你是我的力量\n你是我的盾牌",
+]
+REQUESTS = [
+    (speech(2.0 + 0.7 * i) if i % 2 else noise(2.5 + 0.6 * i, seed=i), TEXTS[i % len(TEXTS)]) for i in range(10)
+]
+BLOCKER = (noise(120.0, seed=99), "哈利路亚 " * 200)  # keeps the instance busy while the others queue
+
+
+def execution_counts(url: str) -> tuple[int, int]:
+    """(requests inferred, execute() calls) so far, from Triton's statistics."""
+    with urllib.request.urlopen(f"http://{url}/v2/models/{MODEL}/stats") as response:
+        stats = json.load(response)["model_stats"][0]
+    return stats["inference_count"], stats["execution_count"]
+
+
+def send_together(url: str, requests: list) -> list:
+    """Send the blocker, then ``requests`` at once; return each result or exception, in order."""
+    client = http_client(url, concurrency=len(requests) + 1)
+    try:
+        blocker = client.async_infer(MODEL, build_inputs(httpclient, *BLOCKER))
+        pending = [client.async_infer(MODEL, build_inputs(httpclient, audio, lyrics)) for audio, lyrics in requests]
+        outcomes = outcomes_of(pending, lines_of)
+        blocker.get_result()
+        return outcomes
+    finally:
+        client.close()
+
+
+def test_batched_results_equal_one_at_a_time(triton_server):
+    url = triton_server.http_url
+    alone = [align_http(url, audio, lyrics) for audio, lyrics in REQUESTS]
+    inferred, executed = execution_counts(url)
+    together = send_together(url, REQUESTS)
+    inferred_after, executed_after = execution_counts(url)
+    assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
+    assert together == alone
+
+
+def test_bad_requests_in_a_batch_leave_the_others_intact(triton_server):
+    url = triton_server.http_url
+    bad = [
+        (np.zeros(0, np.float32), TEXTS[0]),
+        (speech(2.0), "。。。"),
+        (np.full(SAMPLE_RATE, np.inf, np.float32), TEXTS[1]),
+    ]
+    mixed = [REQUESTS[0], bad[0], REQUESTS[1], bad[1], REQUESTS[2], bad[2], REQUESTS[3]]
+    alone = {i: align_http(url, *mixed[i]) for i in (0, 2, 4, 6)}
+    inferred, executed = execution_counts(url)
+    together = send_together(url, mixed)
+    inferred_after, executed_after = execution_counts(url)
+    assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
+    for index, outcome in enumerate(together):
+        if index in alone:
+            assert outcome == alone[index]
+        else:
+            assert isinstance(outcome, InferenceServerException) and outcome.status() == "400", outcome
+
+
+def test_a_bad_repeat_count_in_a_batch_leaves_the_others_intact(triton_server):
+    url = triton_server.http_url
+    notated = (REQUESTS[4][0], "[Chorus]\n" + TEXTS[0] + "\n\n[Verse]\n如鹿切慕溪水 (x2)\n\n[Chorus]")
+    absurd = (REQUESTS[5][0], "奇异恩典 ×1000")
+    mixed = [REQUESTS[0], absurd, notated, absurd, REQUESTS[3]]
+    alone = {i: align_http(url, *mixed[i]) for i in (0, 2, 4)}
+    inferred, executed = execution_counts(url)
+    together = send_together(url, mixed)
+    inferred_after, executed_after = execution_counts(url)
+    assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
+    assert len(alone[2].text) == 6, alone[2].text  # the chorus twice, the verse line twice
+    for index, outcome in enumerate(together):
+        if index in alone:
+            assert outcome == alone[index]
+        else:
+            assert isinstance(outcome, InferenceServerException) and outcome.status() == "400", outcome
+            assert "asks for 1000 repeats" in outcome.message()
