@@ -42,7 +42,6 @@ from sow_qwen3_tools.bench import (
     DEFAULT_MODEL_DIR,
     DEFAULT_OUTPUT,
     GB,
-    REPO,
     SAMPLE_RATE,
     Song,
     command_line,
@@ -53,10 +52,8 @@ from sow_qwen3_tools.bench import (
     song_data,
     write_report,
 )
+from sow_qwen3_tools.docker_stack import Compose, build_image, docker, engine_problem  # the image tests' own builder
 from sow_qwen3_tools.local_server import free_ports
-
-sys.path.insert(0, str(REPO / "tests" / "deploy"))
-from sow_qwen3_tools.docker_stack import Compose, build_image, docker, engine_problem  # noqa: E402  (the image tests' own builder)
 
 CLI = Path(sys.executable).parent / "sow-qwen3"
 CONTAINER_UID = 10001  # the image's user, who must be able to read the mounted checkpoint

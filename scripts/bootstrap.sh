@@ -36,3 +36,15 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     echo "bootstrap: nginx is missing and cannot be installed here; install Debian's nginx-light (the proxy tests need it)" >&2
   fi
 fi
+# Chromium and its chromedriver from Debian, for the review page's browser tests
+# (tests/e2e/test_review_browser.py drives /usr/bin/chromium through /usr/bin/chromedriver; nothing is downloaded
+# at test time), and Noto CJK so the page draws Chinese lyrics in its screenshot (docs/review.png).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing chromium, chromium-driver and fonts-noto-cjk from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-noto-cjk >/dev/null
+  else
+    echo "bootstrap: chromium or chromedriver is missing and cannot be installed here; install Debian's chromium and chromium-driver (the review page's browser tests need them)" >&2
+  fi
+fi

@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from sow_qwen3_server.download_model import VerifyError, verify
-from sow_qwen3_tools.local_server import REPO, start_server
+from sow_qwen3_tools import REPO
+from sow_qwen3_tools.local_server import start_server
 
 DEMO_MODEL = REPO / ".cache" / "demo-model"
 BANNER = """

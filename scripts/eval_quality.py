@@ -52,7 +52,8 @@ from sow_qwen3.timings import read_timing
 from sow_qwen3_contract.limits import MAX_AUDIO_SECONDS_CEILING
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_server.launcher import config_parameter
-from sow_qwen3_tools.local_server import REPO, start_server
+from sow_qwen3_tools import REPO
+from sow_qwen3_tools.local_server import start_server
 from sow_qwen3_tools.tiny_model import is_random_weight_checkpoint
 
 MODEL_REPOSITORY = REPO / "model_repository"

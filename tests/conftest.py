@@ -19,6 +19,23 @@ pytest_plugins = ["support.stores"]
 # disagree. The probe itself is tested with dtype auto set explicitly (tests/ops/test_ops_dtype.py).
 TEST_DTYPE = os.environ.setdefault("SOW_QWEN3_DTYPE", "float32")
 
+# start_server refuses while this is set: a test that starts tritonserver must carry the ``server`` marker, so
+# that ``-m "not server"`` really starts none (sow_qwen3_tools.local_server.start_server).
+WITHOUT_SERVER_MARK = "SOW_QWEN3_TEST_WITHOUT_SERVER_MARK"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before a test's fixtures are set up: name the test in WITHOUT_SERVER_MARK unless it carries ``server``.
+
+    Session fixtures (triton_server...) start during the first test that asks for them, after this hook.
+    """
+    if item.get_closest_marker("server") is None:
+        os.environ[WITHOUT_SERVER_MARK] = item.nodeid
+    else:
+        os.environ.pop(WITHOUT_SERVER_MARK, None)
+
+
 # A shared 2-core machine makes per-example timing meaningless: no deadlines.
 settings.register_profile("sow", deadline=None, print_blob=True)
 settings.load_profile("sow")

@@ -60,7 +60,7 @@ def test_align_s3_mp3_prints_lrc_matching_the_server(env, keyed_server, s3_store
     rows = done.stdout.splitlines()
     assert rows[0] == "[length: 00:08]"
     assert rows[1:] == [f"[{int(s // 60):02d}:{float(f'{s:.2f}') % 60:05.2f}]{t}" for s, t in
-                        zip(expected.start, expected.text)]
+                        ((line.start, line.text) for line in expected.lines)]
     assert [row.split("]", 1)[1] for row in rows[1:]] == TIMED
 
 
@@ -274,13 +274,18 @@ def test_batch_resumes_after_an_interrupted_run(env, http_files, tmp_path, lyric
     assert [row["name"] for row in csv.DictReader((out / "quality.csv").read_text(encoding="utf-8").splitlines())] \
         == ["resume-0"]
     first_hits = http_files.hits["resume-0.wav"]
+    # The review page saved the first song (it adds a "reviewed" column): the second run keeps that mark.
+    quality_file = out / "quality.csv"
+    header, row = quality_file.read_text(encoding="utf-8").splitlines()
+    quality_file.write_text(f"{header},reviewed\n{row},yes\n", encoding="utf-8")
 
     again = run("align-batch", str(manifest), "--out-dir", str(out), "--concurrency", "2", env=env)
     assert again.returncode == 0, again.stderr
     assert "3 songs: 2 aligned, 1 already done, 0 failed" in again.stderr
     assert sorted(p.name for p in out.iterdir()) == ["quality.csv", "resume-0.lrc", "resume-1.lrc", "resume-2.lrc"]
-    assert [row["name"] for row in csv.DictReader((out / "quality.csv").read_text(encoding="utf-8").splitlines())] \
-        == ["resume-0", "resume-1", "resume-2"]
+    rows = list(csv.DictReader(quality_file.read_text(encoding="utf-8").splitlines()))
+    assert [(row["name"], row["reviewed"]) for row in rows] == [("resume-0", "yes"), ("resume-1", ""), ("resume-2", "")]
+    assert rows[0] == {**dict(zip(header.split(","), row.split(","))), "reviewed": "yes"}
     assert http_files.hits["resume-0.wav"] == first_hits
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from sow_qwen3 import AuthError, BadInputError, Client, S3Settings, ServerUnavailableError
 from sow_qwen3.sources import fetched_audio
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_tools.local_server import free_ports
 from support.audio import mp3_without_frame_count, noise, write_clip
 
@@ -77,7 +78,7 @@ def test_long_cbr_mp3_without_a_frame_count_is_refused_from_its_frames(offline_c
 
 def test_vbr_mp3_with_a_quiet_intro_is_not_refused_from_its_first_frames(s3_store, http_files, tmp_path):
     """28 s: 20 s of silence at 8 kbit/s, then 8 s of loud noise. The first block alone says about 47 s."""
-    audio = np.concatenate([np.zeros(20 * 16000, np.float32), noise(8.0, seed=9)])
+    audio = np.concatenate([np.zeros(20 * SAMPLE_RATE, np.float32), noise(8.0, seed=9)])
     path = mp3_without_frame_count(tmp_path / "vbr.mp3", audio, "VARIABLE")
     client = Client(url=f"127.0.0.1:{free_ports(1)[0]}", s3=s3_store.settings(), max_audio_seconds=30, timeout=20)
     for source in (http_files.add(path, "bare-vbr.mp3"), str(path)):

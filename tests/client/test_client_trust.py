@@ -235,3 +235,34 @@ def test_client_reads_the_servers_thresholds_and_vad(keyed_server, protocol):
     assert client.quality_thresholds() == expected
     activity = client.voice_activity(song_audio())
     assert len(activity.segments) >= 10 and activity.frame_probability.size == -(-song_audio().size // 512)
+
+
+def vad_inferences(http_url: str) -> int:
+    """silero_vad's successful inferences so far, from Triton's statistics endpoint (open without the key)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/silero_vad/stats", timeout=30) as answer:
+        stats = json.load(answer)
+    return sum(int(model["inference_stats"]["success"]["count"]) for model in stats["model_stats"])
+
+
+def test_align_plot_uploads_the_audio_once(keyed_server, env, tmp_path):
+    """align --plot draws the voiced segments the alignment answered (VOICED_START / VOICED_END): the server's
+    silero_vad runs once per align, for the alignment itself, not a second time for the picture."""
+    before = vad_inferences(keyed_server.http_url)
+    done = run("align", str(SONG_AUDIO), str(SONG_LYRICS), "-o", str(tmp_path / "a.lrc"), "--plot",
+               str(tmp_path / "align.png"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "no voiced regions" not in done.stderr, done.stderr
+    assert vad_inferences(keyed_server.http_url) - before == 1
+    width, height = png_size(tmp_path / "align.png")
+    assert width >= 1000 and height >= 300
+
+
+def test_align_keeps_the_voiced_segments_it_was_judged_against(keyed_server):
+    from sow_qwen3 import Client
+
+    client = Client(url=keyed_server.http_url, api_key=API_KEY, timeout=120)
+    result = client.align(SONG_AUDIO, SONG_LYRICS, keep_audio=True)
+    assert len(result.voiced) >= 10 and result.voiced == client.voice_activity(result.audio).segments
+    assert client.align(SONG_AUDIO, SONG_LYRICS).voiced is None

@@ -127,10 +127,51 @@ def test_the_real_probe_measures_every_fitting_candidate_and_picks_the_fastest()
     assert choice.dtype in choice.describe() and "GFLOP/s" in choice.describe()
 
 
-def test_the_real_probe_at_real_shapes_keeps_to_one_pass_when_out_of_time():
+def counted_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the probe's passes: each runs scaled_dot_product_attention once (wrapped here, then called)."""
+    calls: list[int] = []
+    attention = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return attention(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    return calls
+
+
+class TickingClock:
+    """A ``time`` stand-in whose perf_counter advances one second per reading: every pass takes 1 s."""
+
+    def __init__(self) -> None:
+        self.now = -1.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_the_real_probe_at_real_shapes_keeps_to_one_pass_when_out_of_time(monkeypatch):
     """seconds=0: a warm-up and one timed pass per dtype, whatever the machine's speed."""
+    passes = counted_passes(monkeypatch)
     gflops = measure_gflops("float32", REAL_SHAPES, 0.0)
+    assert len(passes) == 2, f"{len(passes)} passes: the warm-up and one timed pass expected"
     assert math.isfinite(gflops) and gflops > 0
+
+
+@pytest.mark.parametrize("seconds, timed", [
+    (0.0, 1),   # out of time at once: one timed pass
+    (2.9, 1),   # after the warm-up (1 s) and pass 1 (1 s) another would end at 3 s
+    (3.0, 2),   # ... which fits
+    (6.0, 3),
+    (100.0, dtype_probe.PROBE_PASSES),  # time to spare: never more than PROBE_PASSES
+])
+def test_the_probe_times_another_pass_only_while_it_would_end_in_time(monkeypatch, seconds, timed):
+    passes = counted_passes(monkeypatch)
+    monkeypatch.setattr(dtype_probe, "time", TickingClock())
+    gflops = measure_gflops("float32", TINY_SHAPES, seconds, rows=8)
+    assert len(passes) == 1 + timed
+    assert gflops == pytest.approx(TINY_SHAPES.pass_flops(8) / 1.0 / 1e9)  # the best pass took 1 s
 
 
 def engine_settings(model_dir, dtype: str):

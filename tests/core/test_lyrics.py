@@ -5,7 +5,8 @@ from hypothesis import strategies as st
 
 from sow_aligner.errors import InvalidRequest
 from sow_aligner.lyric_notation import RepeatLine, SectionMarker, SungText, classify_line
-from sow_aligner.lyrics import MAX_REPEAT, MAX_SUNG_LINES, SkippedLine, decode_utf8, sung_lines
+from sow_aligner.lyrics import MAX_REPEAT, MAX_SUNG_LINES, decode_utf8, sung_lines
+from sow_qwen3_contract.response import Skipped
 
 
 def test_lines_are_stripped_and_blank_lines_dropped():
@@ -117,8 +118,8 @@ def test_a_song_with_markers_and_repeats():
     assert result.lines == (["Amazing grace"] * 2 + chorus + ["I once was lost"] * 2 + chorus + ["主啊"] * 3
                             + chorus * 2)
     assert result.skipped == [
-        SkippedLine(0, "[Verse 1]"), SkippedLine(3, "[Chorus]"), SkippedLine(7, "[Verse 2]"), SkippedLine(9, "x2"),
-        SkippedLine(11, "[Chorus]"), SkippedLine(13, "[Bridge]"), SkippedLine(15, "×3"), SkippedLine(16, "[Chorus x2]"),
+        Skipped(0, "[Verse 1]"), Skipped(3, "[Chorus]"), Skipped(7, "[Verse 2]"), Skipped(9, "x2"),
+        Skipped(11, "[Chorus]"), Skipped(13, "[Bridge]"), Skipped(15, "×3"), Skipped(16, "[Chorus x2]"),
     ]
 
 
@@ -135,7 +136,7 @@ def test_a_repeat_line_ends_its_block():
 
 def test_a_repeat_line_with_nothing_before_it_sings_nothing_and_is_skipped():
     result = sung_lines("(x2)\nA")
-    assert result.lines == ["A"] and result.skipped == [SkippedLine(0, "(x2)")]
+    assert result.lines == ["A"] and result.skipped == [Skipped(0, "(x2)")]
 
 
 def test_a_reference_followed_by_a_repeat_line_repeats_the_section():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sow_aligner.evidence import END_REPAIRED, START_REPAIRED, judge, slot_evidence
+from sow_aligner.evidence import judge, slot_evidence
 from sow_qwen3_contract.quality import (
     FAIL,
     PASS,
@@ -21,6 +21,7 @@ from sow_qwen3_contract.quality import (
     timing_flags,
     voiced_fraction,
 )
+from sow_qwen3_contract.tensors import END_REPAIRED, START_REPAIRED
 from sow_qwen3_server import launcher
 
 REPO = Path(__file__).resolve().parents[2]

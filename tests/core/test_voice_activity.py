@@ -7,6 +7,7 @@ import torch
 
 from sow_aligner import voice_activity
 from sow_qwen3_contract.quality import voiced_fraction
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from support.audio import noise, speech
 from support.song import LONG_SONG, song_audio, truth
 
@@ -36,7 +37,7 @@ def stock_probabilities(model, audio: np.ndarray) -> np.ndarray:
     for start in range(0, samples.numel(), 512):
         chunk = samples[start:start + 512]
         chunk = torch.nn.functional.pad(chunk, (0, 512 - chunk.numel()))
-        out.append(model(chunk, 16000).item())
+        out.append(model(chunk, SAMPLE_RATE).item())
     return np.array(out, dtype=np.float32)
 
 
@@ -64,11 +65,11 @@ def test_probabilities_equal_the_stock_frame_by_frame_model(vad, stock_model):
 def test_segments_equal_get_speech_timestamps(vad, stock_model):
     from silero_vad import get_speech_timestamps
 
-    audio = song_audio()[: 20 * 16000]
+    audio = song_audio()[: 20 * SAMPLE_RATE]
     expected = get_speech_timestamps(torch.from_numpy(audio), stock_model, return_seconds=False)
     result = vad.run(audio)
     assert len(expected) >= 4
-    assert [(round(s * 16000), round(e * 16000)) for s, e in zip(result.segment_start, result.segment_end)] == [
+    assert [(round(s * SAMPLE_RATE), round(e * SAMPLE_RATE)) for s, e in zip(result.segment_start, result.segment_end)] == [
         (segment["start"], segment["end"]) for segment in expected]
 
 

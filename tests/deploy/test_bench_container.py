@@ -15,7 +15,7 @@ from deploy_files import REPO
 from sow_qwen3_tools.bench import Song, song_lyrics
 from sow_qwen3_tools.docker_stack import engine_problem
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]  # runs tritonserver (in the image)
 
 
 def test_a_short_song_in_the_container_is_measured_and_reported(readable_checkpoint, tmp_path):

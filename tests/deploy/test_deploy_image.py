@@ -22,7 +22,7 @@ from sow_qwen3_tools.local_server import free_ports, http_status
 from support.audio import speech
 from support.infer import MODEL, align_grpc, align_http
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]  # runs tritonserver (in the image)
 
 KEY = "image-test-key-7c0d"
 LYRICS = "奇异恩典 何等甘甜\n我罪已得赦免\n前我失丧 今被寻回"

@@ -21,7 +21,7 @@ from sow_qwen3_tools.docker_stack import build_image, docker, engine_problem
 from support.audio import speech
 from support.infer import align_grpc, align_http
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]  # runs tritonserver (in the image)
 
 KUBE = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 KEY = "k8s-pod-test-key"

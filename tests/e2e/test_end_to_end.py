@@ -1,7 +1,8 @@
 """From s3:// (moto's real S3 server) to LRC and JSON through the real tritonserver on the tiny checkpoint.
 
 The reference for every timestamp is the server itself: the same decoded audio
-sent straight to qwen3_aligner with tritonclient.
+sent straight to qwen3_aligner with tritonclient (read through the contract's
+decoder, or, where the client's own decoding is under test, off the raw tensors).
 """
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
+import tritonclient.http as httpclient
 
 from sow_qwen3 import AuthError, BadInputError, Client, Health, ServerUnavailableError, Skipped
 from sow_qwen3.audio import load_audio
 from sow_qwen3_tools.local_server import free_ports
 from support.audio import noise, speech, write_clip
-from support.infer import API_KEY, Lines, align_grpc, align_http
+from support.infer import API_KEY, MODEL, Lines, align_grpc, align_http, build_inputs, http_client
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 
@@ -27,7 +29,20 @@ FILES = [("mp3", 44100, 2), ("wav", 16000, 1), ("wav", 48000, 2), ("flac", 22050
 
 def server_lines(server, path: Path, lyrics: str = LYRICS, language: str = "Chinese") -> Lines:
     """What qwen3_aligner answers for ``path`` decoded the way the client decodes it."""
-    return align_http(server.http_url, load_audio(path, 300), lyrics, language, headers={"api-key": API_KEY})
+    return Lines.of(align_http(server.http_url, load_audio(path, 300), lyrics, language, headers={"api-key": API_KEY}))
+
+
+def raw_rows(server, path: Path, lyrics: str = LYRICS, language: str = "Chinese") -> list[tuple[str, str]]:
+    """qwen3_aligner's LINE_START / LINE_TEXT for ``path``, read straight off the tensors (no decoder of ours),
+    as ``lrc_rows`` gives LRC rows: (start to the centisecond, text)."""
+    direct = http_client(server.http_url)
+    try:
+        raw = direct.infer(MODEL, build_inputs(httpclient, load_audio(path, 300), lyrics, language),
+                           headers={"api-key": API_KEY})
+    finally:
+        direct.close()
+    return [(f"{float(start):.2f}", text.decode("utf-8"))
+            for start, text in zip(raw.as_numpy("LINE_START")[0], raw.as_numpy("LINE_TEXT")[0], strict=True)]
 
 
 def lrc_rows(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -74,10 +89,6 @@ def test_json_carries_the_servers_lines(client, keyed_server, s3_store, song):
 
 def test_json_carries_the_servers_evidence(client, keyed_server, song):
     """confidence, voiced_fraction, flags, pass and quality are the server's tensors, NaN as null."""
-    import tritonclient.http as httpclient
-
-    from support.infer import build_inputs, http_client
-
     data = client.align(str(song), LYRICS, language="zh", format="json").json_data
     direct = http_client(keyed_server.http_url)
     try:
@@ -122,8 +133,8 @@ def test_grpc_gives_the_same_lines_as_http(client, keyed_server, http_files, son
     url = http_files.add(song, "grpc-song.mp3")
     over_grpc = Client(url=keyed_server.grpc_url, protocol="grpc", api_key=API_KEY, timeout=120)
     result = over_grpc.align(url, LYRICS)
-    direct = align_grpc(keyed_server.grpc_url, load_audio(song, 300), LYRICS, "Chinese",
-                        headers={"triton-grpc-protocol-api-key": API_KEY})
+    direct = Lines.of(align_grpc(keyed_server.grpc_url, load_audio(song, 300), LYRICS, "Chinese",
+                                 headers={"triton-grpc-protocol-api-key": API_KEY}))
     assert [(line.text, line.start, line.end) for line in result.lines] == list(zip(direct.text, direct.start,
                                                                                    direct.end))
     assert result.lrc_content == client.align(str(song), LYRICS).lrc_content
@@ -194,4 +205,10 @@ def test_a_url_with_its_scheme_and_lyrics_from_a_file(client, keyed_server, song
     lyrics = tmp_path / "lyrics.txt"
     lyrics.write_bytes(b"\xef\xbb\xbf" + LYRICS.encode("utf-8"))  # with a BOM, as some editors save it
     other = Client(url=f"http://{keyed_server.http_url}/", api_key=API_KEY, timeout=120)
-    assert other.align(str(song), lyrics).lrc_content == client.align(str(song), LYRICS).lrc_content
+    result = other.align(str(song), lyrics)
+    length, rows = lrc_rows(result.lrc_content)
+    expected = raw_rows(keyed_server, song)  # the server's own tensors, not the client's reading of them
+    assert len({start for start, _ in expected}) >= 3, "the tiny model's starts must vary for this test to mean anything"
+    assert (length, rows) == ("[length: 00:09]", expected)
+    assert [text for _, text in rows] == TIMED  # the BOM never reaches the first line
+    assert result.lrc_content == client.align(str(song), LYRICS).lrc_content

@@ -55,6 +55,7 @@ PROBE_TIMEOUT = 120.0     # the sow_qwen3 client's timeout for requests sent dur
 PROBE_PACE = 0.2          # seconds between two probe requests, so they do not starve the reload of CPU
 EXIT_DEADLINE = 5 + 15 + 30  # --exit-timeout + the supervisor's kill grace + margin
 RECOVERED = f"model {MODEL} recovered"
+FINALIZED = "qwen3_aligner_0_0: unloading"  # model.py's finalize() log line
 
 
 @dataclass
@@ -114,6 +115,42 @@ def probe_until(server, done: threading.Event, probes: list[Probe]) -> None:
         done.wait(PROBE_PACE)  # pacing between probes, not synchronisation
 
 
+@dataclass
+class StubKill:
+    """A SIGKILL of the aligner's stub while it executed a long request (see kill_the_stub_under_a_request)."""
+
+    stub_pid: int
+    killed_at: float  # time.monotonic() right after the kill
+    request: threading.Thread
+    result: dict[str, Outcome]
+
+    def outcome(self) -> Outcome:
+        """The killed request's outcome, once it returns (an error is expected, never a hang)."""
+        self.request.join(HANG_GUARD + 120)
+        assert "outcome" in self.result, "the in-flight request never returned (client timeout did not fire either)"
+        return self.result["outcome"]
+
+
+def kill_the_stub_under_a_request(server, seed: int) -> StubKill:
+    """Send a long request, wait until the aligner's stub works on it, and SIGKILL the stub."""
+    stub = stub_process(server)
+    cpu = cpu_seconds(stub)
+    result: dict[str, Outcome] = {}
+
+    def in_flight() -> None:
+        client = new_http_client(server.http_url)
+        try:
+            result["outcome"] = call_http(client, *slow_request(seed=seed, seconds=299.0), headers=HTTP_KEY)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=in_flight, daemon=True)
+    thread.start()
+    wait_until_busy(stub, cpu)
+    os.kill(stub.pid, signal.SIGKILL)
+    return StubKill(stub.pid, time.monotonic(), thread, result)
+
+
 @pytest.fixture(scope="module")
 def recovery(tiny_model_dir, server_logs):
     """A server whose stub was SIGKILLed while it executed a request, after the supervisor reported recovery."""
@@ -124,29 +161,12 @@ def recovery(tiny_model_dir, server_logs):
         reference = align(server, "http")
         triton_pid = tritonserver_pid(server)
         before = scrape(server.metrics_url)
-        stub = stub_process(server)
-        cpu = cpu_seconds(stub)
-        result: dict[str, Outcome] = {}
-
-        def in_flight() -> None:
-            client = new_http_client(server.http_url)
-            try:
-                result["outcome"] = call_http(client, *slow_request(seed=7, seconds=299.0), headers=HTTP_KEY)
-            finally:
-                client.close()
-
-        thread = threading.Thread(target=in_flight, daemon=True)
-        thread.start()
-        wait_until_busy(stub, cpu)
         probes: list[Probe] = []
         done = threading.Event()
         prober = threading.Thread(target=probe_until, args=(server, done, probes), daemon=True)
-        os.kill(stub.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
+        kill = kill_the_stub_under_a_request(server, seed=7)
         prober.start()
-        thread.join(HANG_GUARD + 120)
-        assert "outcome" in result, "the in-flight request never returned (client timeout did not fire either)"
-        outcome = result["outcome"]
+        outcome = kill.outcome()
         wanted = {"backend_failures": ("nv_inference_request_failure", {"model": MODEL, "reason": "BACKEND"}),
                   "success": ("nv_inference_request_success", {"model": MODEL})}
         after = scrape_until(server.metrics_url, lambda s: deltas(before, s, wanted)["backend_failures"] >= 1)
@@ -162,8 +182,8 @@ def recovery(tiny_model_dir, server_logs):
             done.set()
             prober.join(PROBE_TIMEOUT + 10)
         assert not prober.is_alive(), "a probe request hung past the client timeout"
-        yield Recovery(server, outcome, outcome.finished_at - killed_at, deltas(before, after, wanted), reference,
-                       reference_http, triton_pid, stub.pid, probes, recovered_at)
+        yield Recovery(server, outcome, outcome.finished_at - kill.killed_at, deltas(before, after, wanted), reference,
+                       reference_http, triton_pid, kill.stub_pid, probes, recovered_at)
     finally:
         server.stop()
         # Nothing may keep running and no /dev/shm region may stay behind, after a crash and a recovery.
@@ -253,3 +273,28 @@ def test_a_failed_reload_stops_the_server_with_status_1(tiny_model_dir, server_l
         server.stop()
         assert server.leftover_processes == [], server.leftover_processes
         assert server.leftover_shm == [], f"shared memory left in /dev/shm: {server.leftover_shm}"
+
+
+STOP_EXIT_TIMEOUT = 30  # the stop below must end long before this runs out
+STOP_GRACE = 15.0       # seconds a stop after a recovery may take (the healthy models' finalize() included)
+
+
+def test_a_stop_after_a_recovery_with_failed_requests_ends_in_time_with_status_0(tiny_model_dir, server_logs):
+    """Triton 2.51 never finishes unloading the copy whose requests failed on its dead stub: without the
+    supervisor's help SIGTERM then waits the whole --exit-timeout and exits 1, leaving its /dev/shm region."""
+    server = start_server(tiny_model_dir, server_logs, api_key=KEY, serve_args=("--exit-timeout", str(STOP_EXIT_TIMEOUT)))
+    try:
+        assert kill_the_stub_under_a_request(server, seed=11).outcome().kind == "error"
+        wait_for(lambda: RECOVERED in server.log() or server.process.poll() is not None, RELOAD_DEADLINE,
+                 "the supervisor reports the model recovered")
+        assert RECOVERED in server.log(), server.log()[-3000:]
+        assert once_http(server.http_url, *short_request(), headers=HTTP_KEY).kind == "ok"
+    finally:
+        started = time.monotonic()
+        status = server.stop(timeout=STOP_EXIT_TIMEOUT + 30)
+        took = time.monotonic() - started
+    assert status == 0, f"exit status {status} after {took:.1f} s:\n{server.log()[-3000:]}"
+    assert took < STOP_GRACE, f"the stop took {took:.1f} s (exit timeout {STOP_EXIT_TIMEOUT} s)"
+    assert FINALIZED in server.log(), "the recovered model's finalize() did not run"
+    assert server.leftover_processes == [], server.leftover_processes
+    assert server.leftover_shm == [], f"shared memory left in /dev/shm: {server.leftover_shm}"

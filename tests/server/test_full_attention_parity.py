@@ -11,9 +11,11 @@ import tritonclient.http as httpclient
 
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 from support.audio import speech
-from support.infer import MODEL, build_inputs, grpc_client, http_client, lines_of
+from support.infer import MODEL, answer_of, build_inputs, grpc_client, http_client
 from support.reference import expected_lines
 from support.stopping import serving
+
+pytestmark = pytest.mark.server  # starts the real tritonserver
 
 ZH = "奇异恩典 何等甘甜\n我罪已得赦免\n前我失丧 今被寻回\n瞎眼今得看见"
 EN = "Amazing grace how sweet the sound\nThat saved a wretch like me\nI once was lost but now am found\n" \
@@ -48,11 +50,10 @@ def server_answer(server, protocol: str, audio, lyrics: str, language: str):
         result = client.infer(MODEL, build_inputs(module, audio, lyrics, language))
     finally:
         client.close()
-    texts = [item.decode("utf-8") for item in result.as_numpy("UNIT_TEXT")[0]]
-    units = [(text, round(float(start), 3), round(float(end), 3)) for text, start, end in
-             zip(texts, result.as_numpy("UNIT_START")[0], result.as_numpy("UNIT_END")[0])]
-    lines = lines_of(result)
-    return units, (lines.text, [round(x, 3) for x in lines.start], [round(x, 3) for x in lines.end])
+    answer = answer_of(result)
+    units = [(unit.text, round(unit.start, 3), round(unit.end, 3)) for unit in answer.units]
+    return units, ([line.text for line in answer.lines], [round(line.start, 3) for line in answer.lines],
+                   [round(line.end, 3) for line in answer.lines])
 
 
 def test_stock_answers_are_informative(stock_answers):

@@ -20,6 +20,8 @@ from support.checkpoints import broken_copy, fails_inside_inference, rewrite_jso
 from support.infer import MODEL, align_http, build_inputs, http_client
 from support.stopping import assert_clean_stop
 
+pytestmark = pytest.mark.server  # starts the real tritonserver
+
 BROKEN = {
     "missing": (lambda d: shutil.rmtree(d), "does not exist"),
     "no-weights": (lambda d: (d / "model.safetensors").unlink(), "is missing model.safetensors"),
@@ -77,13 +79,11 @@ def test_inference_failure_is_500_and_logged_with_traceback(tiny_model_dir, serv
 CHECK_AS_NOBODY = """
 import os, sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])  # the sow_aligner folder: access.py needs nothing else
-from access import permission_problem
+from sow_aligner.access import permission_problem  # imported before the uid changes
 if os.geteuid() == 0:
     os.setgroups([]); os.setgid(65534); os.setuid(65534)
-print(permission_problem(Path(sys.argv[2])))
+print(permission_problem(Path(sys.argv[1])))
 """
-SOW_ALIGNER = Path(__file__).resolve().parents[2] / "core" / "src" / "sow_aligner"
 
 
 @pytest.mark.parametrize("locked", ["folder", "weights", "parent", "none"])
@@ -101,7 +101,7 @@ def test_unreadable_checkpoint_is_reported_as_permission_denied(tiny_model_dir, 
         target = {"folder": model, "weights": model / "model.safetensors", "parent": parent, "none": None}[locked]
         if target is not None:
             target.chmod(0o700 if target.is_dir() else 0o600)
-        done = subprocess.run([sys.executable, "-c", CHECK_AS_NOBODY, str(SOW_ALIGNER), str(model)],
+        done = subprocess.run([sys.executable, "-c", CHECK_AS_NOBODY, str(model)],
                               capture_output=True, text=True, timeout=60)
         reported = {"parent": model}.get(locked, target)
         expected = "None" if target is None else f"permission denied: {reported} is not readable by uid {uid}"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_server import launcher as serve
 
 
@@ -125,7 +126,7 @@ def test_bad_counts_are_usage_errors(argv, message, capsys):
 
 
 def test_http_body_limit_fits_a_clip_at_the_limit_plus_lyrics():
-    assert serve.max_input_bytes(300) == 300 * 16000 * 4 + 2**20
+    assert serve.max_input_bytes(300) == 300 * SAMPLE_RATE * 4 + 2**20
     assert serve.max_input_bytes(60) < serve.max_input_bytes(300)
 
 

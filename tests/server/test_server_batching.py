@@ -5,12 +5,15 @@ import json
 import urllib.request
 
 import numpy as np
+import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 from support.audio import noise, speech
-from support.infer import MODEL, align_http, build_inputs, http_client, lines_of, outcomes_of
+from support.infer import MODEL, align_http, answer_of, build_inputs, http_client, outcomes_of
+
+pytestmark = pytest.mark.server  # needs the real tritonserver
 
 TEXTS = [
     "奇异恩典 何等甘甜\n我罪已得赦免",
@@ -37,7 +40,7 @@ def send_together(url: str, requests: list) -> list:
     try:
         blocker = client.async_infer(MODEL, build_inputs(httpclient, *BLOCKER))
         pending = [client.async_infer(MODEL, build_inputs(httpclient, audio, lyrics)) for audio, lyrics in requests]
-        outcomes = outcomes_of(pending, lines_of)
+        outcomes = outcomes_of(pending, answer_of)
         blocker.get_result()
         return outcomes
     finally:
@@ -84,7 +87,7 @@ def test_a_bad_repeat_count_in_a_batch_leaves_the_others_intact(triton_server):
     together = send_together(url, mixed)
     inferred_after, executed_after = execution_counts(url)
     assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
-    assert len(alone[2].text) == 6, alone[2].text  # the chorus twice, the verse line twice
+    assert len(alone[2].lines) == 6, alone[2].lines  # the chorus twice, the verse line twice
     for index, outcome in enumerate(together):
         if index in alone:
             assert outcome == alone[index]

@@ -8,9 +8,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from support.audio import noise, speech
-from support.infer import MODEL, align_grpc, align_http, build_inputs, grpc_client, http_client, lines_of
+from support.infer import MODEL, align_grpc, align_http, answer_of, build_inputs, ends, grpc_client, http_client, starts, texts
 from support.reference import expected_lines
+
+pytestmark = pytest.mark.server  # needs the real tritonserver
 
 ZH = "奇异恩典 何等甘甜\n我罪已得赦免\n前我失丧 今被寻回\n瞎眼今得看见"
 EN = "Amazing grace how sweet the sound\nThat saved a wretch like me\nI once was lost but now am found"
@@ -50,9 +53,9 @@ def test_server_is_ready_and_reports_the_model(triton_server):
 
 def test_expectations_are_informative(expectations):
     """Guards the parity test against passing trivially: times vary and fall inside the clips."""
-    for name, (audio, _, _, (_, _starts, ends)) in expectations.items():
-        duration = len(audio) / 16000
-        assert max(ends) < duration, f"{name}: times clamp to the clip end, the test would be empty"
+    for name, (audio, _, _, (_, _starts, line_ends)) in expectations.items():
+        duration = len(audio) / SAMPLE_RATE
+        assert max(line_ends) < duration, f"{name}: times clamp to the clip end, the test would be empty"
     _, zh_starts, _ = expectations["chinese-speech"][3]
     assert len(set(zh_starts)) >= 3, zh_starts
     assert expectations["chinese-speech"][3] != expectations["chinese-noise"][3], "audio makes no difference"
@@ -62,14 +65,14 @@ def test_expectations_are_informative(expectations):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_parity_with_in_process_qwen_asr(single_pass_server, expectations, protocol, case):
     """The single pass is stock qwen-asr; re-alignment only moves flagged lines (tests/test_server_realign.py)."""
-    audio, lyrics, language, (lines, starts, ends) = expectations[case]
+    audio, lyrics, language, (lines, expected_starts, expected_ends) = expectations[case]
     align = align_http if protocol == "http" else align_grpc
     url = single_pass_server.http_url if protocol == "http" else single_pass_server.grpc_url
     result = align(url, audio, lyrics, language)
-    assert result.text == lines
-    assert rounded(result.start) == starts
-    assert rounded(result.end) == ends
-    assert all(a <= b for a, b in zip(result.start, result.start[1:]))
+    assert texts(result) == lines
+    assert rounded(starts(result)) == expected_starts
+    assert rounded(ends(result)) == expected_ends
+    assert all(a.start <= b.start for a, b in zip(result.lines, result.lines[1:]))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -82,20 +85,20 @@ def test_language_name_is_the_resolved_hint(triton_server, protocol, hint, name)
         result = client.infer(MODEL, build_inputs(module, speech(2.0), "奇异恩典 amazing grace", hint))
     finally:
         client.close()
-    assert result.as_numpy("LANGUAGE_NAME").tolist() == [[name.encode()]]
+    assert answer_of(result).language == name
 
 
 def test_unit_outputs_back_the_line_times(triton_server):
     client = http_client(triton_server.http_url)
     result = client.infer(MODEL, build_inputs(httpclient, speech(5.0), MIXED))
     client.close()
-    lines = lines_of(result)
-    units = [u.decode() for u in result.as_numpy("UNIT_TEXT")[0]]
-    unit_line = result.as_numpy("UNIT_LINE")[0].tolist()
-    unit_start = result.as_numpy("UNIT_START")[0]
+    answer = answer_of(result)
+    units = [unit.text for unit in answer.units]
+    unit_line = [unit.line for unit in answer.units]
+    unit_start = [unit.start for unit in answer.units]
     assert units == [
         "主", "啊", "Lord", "你", "是", "我", "的", "力", "量", "my", "strength", "Hallelujah", "哈", "利", "路", "亚"]
     assert unit_line == [0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 4, 4, 4, 4, 4]
-    for line, start in enumerate(lines.start):
+    for line, start in enumerate(starts(answer)):
         if line in unit_line:
             assert start == unit_start[unit_line.index(line)]

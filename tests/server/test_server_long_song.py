@@ -17,7 +17,7 @@ import tritonclient.http as httpclient
 
 from sow_aligner.lyrics import sung_lines
 from sow_qwen3_server.launcher import config_parameter
-from support.infer import MODEL, build_inputs, http_client, lines_of
+from support.infer import MODEL, answer_of, build_inputs, http_client
 from support.song import DATA, LONG_SONG, REPO, song_audio, truth
 from support.stopping import serving
 
@@ -42,10 +42,10 @@ def align(url: str) -> LongSongAnswer:
         result = client.infer(MODEL, build_inputs(httpclient, song_audio(LONG_SONG), lyrics, "Chinese"))
     finally:
         client.close()
-    lines = lines_of(result)
-    skipped = [(int(index), text.decode()) for index, text in
-               zip(result.as_numpy("SKIPPED_LINE")[0], result.as_numpy("SKIPPED_TEXT")[0])]
-    return LongSongAnswer(lines.text, lines.start, lines.end, result.as_numpy("LINE_PASS")[0].tolist(), skipped)
+    answer = answer_of(result)
+    return LongSongAnswer([line.text for line in answer.lines], [line.start for line in answer.lines],
+                          [line.end for line in answer.lines], [line.line_pass for line in answer.lines],
+                          [(item.index, item.text) for item in answer.skipped])
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from support.audio import noise
-from support.infer import MODEL, build_inputs, grpc_client, http_client, lines_of
+from support.infer import MODEL, Lines, answer_of, build_inputs, grpc_client, http_client
 
 pytestmark = pytest.mark.server
 
@@ -36,13 +36,12 @@ SKIPPED = [(0, "[Verse 1]"), (3, "副歌"), (7, "(Bridge)"), (9, "×2"), (11, "[
 
 
 def infer(module, client, audio, lyrics):
-    """LINE_* and the skipped lines of one request."""
+    """The lines and the skipped lines (index, text) of one request."""
     result = client.infer(MODEL, build_inputs(module, audio, lyrics))
-    texts = result.as_numpy("SKIPPED_TEXT")
-    indexes = result.as_numpy("SKIPPED_LINE")
-    assert texts.shape == indexes.shape and texts.shape[0] == 1, (texts.shape, indexes.shape)
-    skipped = [(int(i), t.decode("utf-8")) for i, t in zip(indexes[0], texts[0])]
-    return lines_of(result), skipped
+    texts, indexes = result.as_numpy("SKIPPED_TEXT"), result.as_numpy("SKIPPED_LINE")
+    assert texts.shape == indexes.shape and texts.shape[0] == 1, (texts.shape, indexes.shape)  # [1, n] on the wire
+    answer = answer_of(result)
+    return Lines.of(answer), [(item.index, item.text) for item in answer.skipped]
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import pytest
 import tritonclient.http as httpclient
 
 from sow_qwen3_contract.quality import is_flagged
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from support.audio import speech
-from support.infer import MODEL, build_inputs, http_client
+from support.infer import MODEL, answer_of, build_inputs, http_client
 from support.song import SONG_LYRICS, song_audio
 from support.stopping import serving
 
@@ -32,7 +33,7 @@ class Answer:
     text: list[str]
     start: list[float]
     end: list[float]
-    flags: list[list[str]]
+    flags: list[tuple[str, ...]]
     line_pass: list[int]
     units: list[tuple]  # per unit: (line, text, start, end, confidence, repaired)
 
@@ -50,17 +51,14 @@ def answer(url: str, audio: np.ndarray, lyrics: str, language: str = "English") 
     finally:
         client.close()
 
-    def column(name):
-        return result.as_numpy(name)[0].tolist()
-
+    decoded = answer_of(result)
     return Answer(
-        text=[t.decode() for t in column("LINE_TEXT")],
-        start=column("LINE_START"),
-        end=column("LINE_END"),
-        flags=[[c for c in t.decode().split(",") if c] for t in column("LINE_FLAGS")],
-        line_pass=column("LINE_PASS"),
-        units=list(zip(column("UNIT_LINE"), [t.decode() for t in column("UNIT_TEXT")], column("UNIT_START"),
-                       column("UNIT_END"), column("UNIT_CONFIDENCE"), column("UNIT_REPAIRED"))),
+        text=[line.text for line in decoded.lines],
+        start=[line.start for line in decoded.lines],
+        end=[line.end for line in decoded.lines],
+        flags=[line.flags for line in decoded.lines],
+        line_pass=[line.line_pass for line in decoded.lines],
+        units=[(unit.line, unit.text, unit.start, unit.end, unit.confidence, unit.repaired) for unit in decoded.units],
     )
 
 
@@ -118,11 +116,11 @@ def test_a_song_past_the_single_pass_limit_is_aligned_in_windows(long_song_serve
     assert result.text == lines
     assert len(result.start) == len(result.end) == len(result.line_pass) == len(lines)
     assert result.start == sorted(result.start)
-    assert 0.0 <= result.start[0] and result.end[-1] <= long_audio.size / 16000
+    assert 0.0 <= result.start[0] and result.end[-1] <= long_audio.size / SAMPLE_RATE
     assert set(result.line_pass) <= {1, 2, 3}
     assert [unit[0] for unit in result.units] == sorted(unit[0] for unit in result.units)
     passes = re.search(r"(\d+) model passes over ([\d.]+) s of audio \(longest ([\d.]+) s\)", long_song_server.log())
     assert passes, long_song_server.log()[-3000:]
     assert int(passes[1]) >= 2 and float(passes[3]) <= 20.0, "windows of at most 20 s, never the song in one pass"
-    without_vad = f"voice activity not measured: {long_audio.size / 16000:.1f} s of audio cut into windows every 20 s"
-    assert (without_vad in long_song_server.log()) == (result.flags[0][-1:] == ["vad_unavailable"])
+    without_vad = f"voice activity not measured: {long_audio.size / SAMPLE_RATE:.1f} s of audio cut into windows every 20 s"
+    assert (without_vad in long_song_server.log()) == (result.flags[0][-1:] == ("vad_unavailable",))

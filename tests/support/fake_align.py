@@ -2,8 +2,8 @@
 
 The model cannot be asked for chosen timings, so these fakes take its place
 in the pure tests of ``sow_aligner.song_alignment`` / ``windows`` / ``realign``.
-They build their result with the engine's own pure helpers (``line_times``,
-``slot_evidence``), so the Alignment has the engine's shape and contracts.
+They build their result with the engine's own ``alignment_from_slots``, so
+the Alignment has the engine's shape and contracts.
 
 ``position_clip(seconds)`` is a clip whose sample k holds k itself, so a fake
 knows where in the song the part it was given starts.
@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sow_aligner.alignment import Alignment
+from sow_aligner.alignment import Alignment, alignment_from_slots
 from sow_aligner.errors import InvalidRequest
-from sow_aligner.evidence import slot_evidence
-from sow_aligner.line_timing import clamp, line_times
 from sow_aligner.windows import sounded
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 
@@ -37,18 +35,8 @@ def alignment_of(lines: Sequence[str], unit_ms: Sequence[int], confidence: Seque
                  duration: float, raw_ms: Sequence[int] | None = None) -> Alignment:
     """An Alignment of ``lines`` (units: whitespace words) from per-slot times and confidences, as the engine builds it."""
     per_line = [words(line) for line in lines]
-    counts = [len(words) for words in per_line]
-    starts = [round(ms / 1000.0, 3) for ms in unit_ms[0::2]]
-    ends = [round(ms / 1000.0, 3) for ms in unit_ms[1::2]]
-    return Alignment(
-        lines=line_times(counts, starts, ends, duration),
-        unit_text=[word for words in per_line for word in words],
-        unit_start=[clamp(t, 0.0, duration) for t in starts],
-        unit_end=[clamp(t, 0.0, duration) for t in ends],
-        unit_line=[index for index, count in enumerate(counts) for _ in range(count)],
-        duration=duration,
-        evidence=slot_evidence(counts, confidence, list(raw_ms or unit_ms), list(unit_ms), duration),
-    )
+    return alignment_from_slots([len(units) for units in per_line], [unit for units in per_line for unit in units],
+                                list(unit_ms), list(raw_ms or unit_ms), confidence, duration)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import stat
 import numpy as np
 import torch
 
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_tools.tiny_model import INFORMATIVE_CLASSES, MARKER, is_random_weight_checkpoint, write_checkpoint
 from support.audio import noise, speech
 
@@ -57,13 +58,13 @@ def test_loads_through_from_pretrained_with_the_aligner_head(reference_aligner):
 def test_aligns_chinese_and_english_informatively(reference_aligner):
     clip = speech(5.0)
     for text in ("奇异恩典 何等甘甜 我罪已得赦免", "Amazing grace how sweet the sound that saved a wretch like me"):
-        items = reference_aligner.align((clip, 16000), text, "Chinese")[0]
+        items = reference_aligner.align((clip, SAMPLE_RATE), text, "Chinese")[0]
         starts = [item.start_time for item in items]
         assert len(items) == (len(text.replace(" ", "")) if "奇" in text else len(text.split()))
         assert len(set(starts)) >= 2, starts
         assert max(item.end_time for item in items) < 5.0
-    other = reference_aligner.align((noise(5.0, seed=3), 16000), "奇异恩典 何等甘甜 我罪已得赦免", "Chinese")[0]
-    same = reference_aligner.align((clip, 16000), "奇异恩典 何等甘甜 我罪已得赦免", "Chinese")[0]
+    other = reference_aligner.align((noise(5.0, seed=3), SAMPLE_RATE), "奇异恩典 何等甘甜 我罪已得赦免", "Chinese")[0]
+    same = reference_aligner.align((clip, SAMPLE_RATE), "奇异恩典 何等甘甜 我罪已得赦免", "Chinese")[0]
     assert [i.start_time for i in other] != [i.start_time for i in same]
     assert np.all(np.diff([i.start_time for i in same]) >= 0)
 

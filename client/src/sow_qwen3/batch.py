@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TextIO
@@ -246,19 +247,38 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
 
 
 def write_quality_csv(path: Path, qualities: dict[str, SongQuality]) -> None:
-    """Write ``qualities`` to ``path``, keeping the rows of other songs already in it, sorted by name."""
-    rows: dict[str, list[str]] = {}
-    if path.exists():
-        for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
-            rows[row["name"]] = [row.get(column, "") for column in QUALITY_COLUMNS]
-    for name, quality in qualities.items():
-        mean = "" if quality.mean_voiced_fraction is None else f"{quality.mean_voiced_fraction:.3f}"
-        rows[name] = [name, quality.verdict, mean, str(quality.flagged_lines)]
+    """Write ``qualities`` to ``path``, keeping the rows of other songs already in it and every column (such as
+    ``reviewed``, which align-batch never sets: it never aligns a song whose output exists)."""
+    current = path.read_text(encoding="utf-8") if path.exists() else None
+    rows = {name: quality_columns(quality) for name, quality in qualities.items()}
+    write_atomically(path, updated_quality_csv(current, rows))
+
+
+def quality_columns(quality: SongQuality) -> dict[str, str]:
+    """The QUALITY_COLUMNS of ``quality`` after the name, as quality.csv writes them."""
+    mean = "" if quality.mean_voiced_fraction is None else f"{quality.mean_voiced_fraction:.3f}"
+    return {"verdict": quality.verdict, "mean_voiced_fraction": mean, "flagged_lines": str(quality.flagged_lines)}
+
+
+def updated_quality_csv(current: str | None, rows: Mapping[str, Mapping[str, str]]) -> str:
+    """``quality.csv``'s text ``current`` (None: no file yet) with the row of each name in ``rows`` updated.
+
+    The other rows and any column the file already has are kept; QUALITY_COLUMNS
+    and the columns named in ``rows`` are added where missing; rows are sorted by name.
+    """
+    header, kept = list(QUALITY_COLUMNS), {}
+    if current:
+        reader = csv.DictReader(io.StringIO(current))
+        header += [column for column in reader.fieldnames or () if column not in header]
+        kept = {row["name"]: row for row in reader if row.get("name")}
+    for name, columns in rows.items():
+        header += [column for column in columns if column not in header]
+        kept[name] = {**kept.get(name, {}), **columns, "name": name}
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(QUALITY_COLUMNS)
-    writer.writerows(rows[name] for name in sorted(rows))
-    write_atomically(path, out.getvalue())
+    writer = csv.DictWriter(out, header, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept[name] for name in sorted(kept))
+    return out.getvalue()
 
 
 def _print_summary(summary: Summary, out_dir: Path, stream: TextIO) -> None:

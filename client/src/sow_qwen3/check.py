@@ -2,7 +2,9 @@
 
 A line's window is [start, end] for our JSON; for an LRC (starts only) it is
 [start, min(next line's start, start + lrc_window_s)], the last line's window
-ending at the audio's end at the latest. Flags (``unvoiced``, ``zero_length``,
+ending at the audio's end at the latest. An LRC's lines are judged in time
+order (the order a player shows them in; ``read_timing`` keeps the file's
+order), our JSON's in the file's order. Flags (``unvoiced``, ``zero_length``,
 ``collapsed``) and the verdict follow the server's own rules and thresholds
 (``sow_qwen3_contract.quality``, the thresholds read from the server).
 """
@@ -46,19 +48,26 @@ class CheckReport:
         return sum(1 for line in self.lines if is_flagged(line.flags))
 
 
-def windows(timing: TimingFile, duration: float, thresholds: Thresholds) -> list[float]:
-    """Each line's window end (see the module docstring)."""
-    starts = [line.start for line in timing.lines]
-    if timing.kind == "lrc":
+def window_ends(starts: Sequence[float], ends: Sequence[float | None] | None, duration: float,
+                thresholds: Thresholds) -> list[float]:
+    """Each line's window end (see the module docstring): ``ends`` is None for an LRC (its lines in time order),
+    else our JSON's ends (a missing end closes the window at its start)."""
+    if ends is None:
         return lrc_window_ends(starts, duration, thresholds.lrc_window_s)
-    return [line.end if line.end is not None else line.start for line in timing.lines]
+    return [start if end is None else end for start, end in zip(starts, ends)]
 
 
 def check_timing(timing: TimingFile, segments: Sequence[tuple[float, float]], duration: float,
                  thresholds: Thresholds) -> CheckReport:
-    """The report for ``timing`` given the voiced ``segments`` (seconds) of its ``duration``-second audio."""
+    """The report for ``timing`` given the voiced ``segments`` (seconds) of its ``duration``-second audio.
+
+    An LRC's lines are sorted by start first; the report's lines and indices follow that order.
+    """
+    if timing.kind == "lrc":
+        timing = timing.in_time_order()
     starts = [line.start for line in timing.lines]
-    ends = windows(timing, duration, thresholds)
+    ends = window_ends(starts, None if timing.kind == "lrc" else [line.end for line in timing.lines], duration,
+                       thresholds)
     voiced = [voiced_fraction(start, end, segments) for start, end in zip(starts, ends)]
     flags = timing_flags(starts, ends, voiced, thresholds)
     lines = tuple(CheckedLine(index, line.text, line.start, end, fraction, tuple(codes))

@@ -4,6 +4,8 @@
     sow-qwen3 align-batch MANIFEST --out-dir DIR [--concurrency N] [--format lrc|json]
     sow-qwen3 check SOURCE LRC_OR_JSON [--json] [--fail-on V] [--plot PNG]
     sow-qwen3 eval HYPOTHESIS REFERENCE [--json] [--plot PNG [--audio SOURCE]]
+    sow-qwen3 eval HYP_DIR REF_DIR [--manifest MANIFEST] [--json]
+    sow-qwen3 review MANIFEST --out-dir DIR | SOURCE LRC_OR_JSON [--host H] [--port P] [--no-browser]
     sow-qwen3 health
 
 Every command takes --url, --protocol, --api-key and --timeout; each falls back
@@ -84,12 +86,10 @@ def cmd_align(args: argparse.Namespace) -> int:
     if args.plot:
         from .pictures import alignment_picture
 
-        try:
-            segments = client.voice_activity(result.audio).segments
-        except AlignError as exc:  # the alignment stands; the picture goes without voiced regions
-            print(f"sow-qwen3: the plot shows no voiced regions: {exc}", file=sys.stderr)
-            segments = ()
-        alignment_picture(Path(args.plot), result, segments)
+        if quality.mean_voiced_fraction is None:  # the VAD was not run: the picture goes without voiced regions
+            print("sow-qwen3: the plot shows no voiced regions: the server did not measure voice activity",
+                  file=sys.stderr)
+        alignment_picture(Path(args.plot), result, result.voiced or ())
     code = _verdict_exit(quality.verdict, args.fail_on)
     if code:
         print(f"sow-qwen3: quality {_quality_text(quality, result.line_count)}: at least --fail-on {args.fail_on}",
@@ -131,6 +131,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.audio and not args.plot:
         raise UsageError("--audio only serves --plot")
+    folders = [Path(args.hypothesis).is_dir(), Path(args.reference).is_dir()]
+    if any(folders) or args.manifest:
+        if not all(folders) or args.plot:
+            raise UsageError("folders: HYPOTHESIS and REFERENCE must both be folders, and --plot serves one song")
+        return _eval_folders(args)
     report = evaluate(read_timing(args.hypothesis), read_timing(args.reference))
     if report.note:
         print(f"sow-qwen3 eval: {report.note}", file=sys.stderr)
@@ -145,6 +150,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
             segments = client.voice_activity(audio).segments
         eval_picture(Path(args.plot), report, audio, segments)
     return EXIT_OK
+
+
+def _eval_folders(args: argparse.Namespace) -> int:
+    """``eval`` of two folders: songs on one side only are listed; exit 3 when some song could not be evaluated."""
+    from .evaluate import FolderError, evaluate_folders, folder_table
+    from .formats import to_json
+
+    try:
+        names = [song.name for song in read_manifest(Path(args.manifest), "")] if args.manifest else None
+        result = evaluate_folders(Path(args.hypothesis), Path(args.reference), names)
+    except (ManifestError, FolderError) as exc:
+        raise UsageError(str(exc)) from None
+    for side, missing in (("hypothesis", result.missing_hypothesis), ("reference", result.missing_reference)):
+        if missing:
+            print(f"sow-qwen3 eval: no {side} for {len(missing)} songs: {', '.join(missing)}", file=sys.stderr)
+    for song in result.songs:
+        if song.error or song.report.note:
+            print(f"sow-qwen3 eval: {song.name}: {song.error or song.report.note}", file=sys.stderr)
+    if not result.evaluated():
+        raise BadInputError(f"no song of {args.hypothesis} could be evaluated against {args.reference}")
+    sys.stdout.write(to_json(result.data()) if args.json else folder_table(result))
+    return BadInputError.exit_code if len(result.evaluated()) < len(result.songs) else EXIT_OK
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -170,6 +197,25 @@ def cmd_align_batch(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_SONGS_FAILED if summary.failed else EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from .review.app import entries, serve
+
+    if (args.out_dir is None) != (args.timing_file is not None):
+        raise UsageError("review takes MANIFEST --out-dir DIR, or SOURCE LRC_OR_JSON (one song)")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0 to 65535; got {args.port}")
+    try:
+        songs = entries(args.target, args.timing_file, args.out_dir, args.language, sys.stderr)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        serve(songs, _client(args), host=args.host, port=args.port, browser=not args.no_browser,
+              language=args.language)
+    except OSError as exc:  # the address is taken or cannot be bound
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,15 +270,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluation = commands.add_parser(
         "eval", parents=[common], help="compare a timing (hypothesis) with a reference timing",
-        description="Line-start errors, hypothesis minus reference. Lines pair in order; when the lyrics differ "
-                    "they pair by text in order, and stderr says so. Needs no server unless --audio is given.",
+        description="Line-start errors, hypothesis minus reference. Lines pair in the files' order; when the "
+                    "lyrics differ they pair by an alignment of the texts, and stderr says so. Two folders: their "
+                    ".lrc/.json files pair by stem (or by the names of an align-batch --manifest), one table per "
+                    "song and a pooled one; songs on one side only are listed. Needs no server unless --audio is given.",
     )
-    evaluation.add_argument("hypothesis", metavar="HYPOTHESIS", help="LRC or our JSON")
-    evaluation.add_argument("reference", metavar="REFERENCE", help="LRC or our JSON")
+    evaluation.add_argument("hypothesis", metavar="HYPOTHESIS", help="LRC or our JSON, or a folder of them")
+    evaluation.add_argument("reference", metavar="REFERENCE", help="LRC or our JSON, or a folder of them")
+    evaluation.add_argument("--manifest", metavar="MANIFEST",
+                            help="with folders: evaluate the songs of this align-batch manifest (DIR/<name>.lrc|json)")
     evaluation.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluation.add_argument("--plot", metavar="PNG", help="draw reference and hypothesis to this PNG file")
     evaluation.add_argument("--audio", metavar="SOURCE", help="with --plot: add the song's waveform and voiced regions")
     evaluation.set_defaults(run=cmd_eval)
+
+    review = commands.add_parser(
+        "review", parents=[common], help="fix flagged lines in the browser: a local review page",
+        description="Serves a page on this machine to listen to each song, see its flagged lines and fix them "
+                    "(nudge, tap, drag, re-align a span), judged live with the server's rules; saving writes "
+                    "NAME.lrc (and NAME.json) and keeps the aligner's output as NAME.orig.*. Prints the page's "
+                    "URL, which holds this run's access token.",
+    )
+    review.add_argument("target", metavar="MANIFEST_OR_SOURCE",
+                        help="the align-batch manifest (with --out-dir), or one song's audio source")
+    review.add_argument("timing_file", metavar="LRC_OR_JSON", nargs="?", help="one song: its NAME.lrc or NAME.json")
+    review.add_argument("--out-dir", metavar="DIR", help="the align-batch output folder of the manifest's songs")
+    review.add_argument("--language", help="language to re-align in (default: the JSON's, else Chinese)")
+    review.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    review.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    review.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
+    review.set_defaults(run=cmd_review)
 
     health = commands.add_parser("health", parents=[common], help="is the server live and the model ready?")
     health.set_defaults(run=cmd_health)

@@ -78,6 +78,8 @@ class AlignResult:
     skipped: tuple[Skipped, ...] = ()  # lyric lines not sung: section markers, repeat notation
     quality: SongQuality | None = None
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # the samples sent, if kept
+    # With the samples: the voiced (start, end) seconds the lines were judged against; () when the VAD was not run.
+    voiced: tuple[tuple[float, float], ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def line_count(self) -> int:
@@ -148,7 +150,8 @@ class Client:
         """Align ``lyrics`` (text, one lyric line per text line; or a Path to a UTF-8 file) to ``audio_source``.
 
         ``audio_source`` is a local path, an http(s) URL or ``s3://bucket/key``;
-        ``keep_audio`` keeps the decoded samples in the result (for a plot).
+        ``keep_audio`` keeps the decoded samples in the result, and the voiced segments the server judged
+        the lines against (``voiced``), for a plot: still one upload of the audio.
         Raises BadInputError, AuthError, ServerUnavailableError or ServerError.
         """
         if isinstance(lyrics, os.PathLike):
@@ -159,14 +162,15 @@ class Client:
             raise BadInputError("the lyrics are empty: give one lyric line per text line")
         started = time.monotonic()
         audio, header_bytes = self.load(audio_source)
-        timing = self.align_samples(audio, lyrics, language)
+        timing = self.align_samples(audio, lyrics, language, voiced=keep_audio)
         lines = timing.lines
         duration = audio.size / SAMPLE_RATE
         log.info("aligned %s: %.1f s of audio, %d lines in %.2f s", audio_source, duration, len(lines),
                  time.monotonic() - started)
         return AlignResult(tuple(lines), timing.language, duration, format, to_lrc(lines, duration),
                            to_json_data(lines, duration, timing.language, timing.quality, timing.skipped),
-                           header_bytes, tuple(timing.skipped), timing.quality, audio if keep_audio else None)
+                           header_bytes, tuple(timing.skipped), timing.quality, audio if keep_audio else None,
+                           timing.voiced)
 
     def load(self, audio_source: str | Path) -> tuple[np.ndarray, int]:
         """Fetch and decode ``audio_source`` to 16 kHz mono float32; also the header bytes read remotely."""

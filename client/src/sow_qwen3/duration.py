@@ -7,7 +7,9 @@
 - MP3: the first frame's Xing/Info (less the LAME tag's encoder delay and
   padding) or VBRI frame count; without one, an estimate (the audio bytes
   over the mean frame size) when the frames of the first block and of a
-  block in the middle all share one bit rate, else nothing;
+  block in the middle all share one bit rate; else (a variable bit rate) a
+  lower bound: the frames counted in the blocks read, plus the bytes between
+  them taken as frames of the highest bit rate (``_mp3_least``);
 - Ogg Vorbis / Opus: the sample rate from the first page and the granule
   position of the last page, read from the end of the object.
 
@@ -28,15 +30,27 @@ ESTIMATE_MARGIN = 1.05  # an estimated duration counts as too long only when it 
 
 @dataclass(frozen=True)
 class HeaderDuration:
-    """A duration read from headers; ``exact`` is False for an MP3 estimated without a frame count."""
+    """A duration read from headers; ``exact`` is False for an MP3 estimated without a frame count.
+
+    ``at_least`` marks a lower bound (a variable-bit-rate MP3 without a frame
+    count): the audio lasts ``seconds`` or longer, never less.
+    """
 
     seconds: float
     format: str
     exact: bool = True
+    at_least: bool = False
 
     def longer_than(self, limit: float) -> bool:
-        """Whether this says the audio is past ``limit`` seconds: at all when exact, by ESTIMATE_MARGIN when estimated."""
-        return self.seconds > limit * (1 if self.exact else ESTIMATE_MARGIN)
+        """Whether this says the audio is past ``limit`` seconds: at all when exact or a lower bound,
+        by ESTIMATE_MARGIN when estimated."""
+        return self.seconds > limit * (1 if self.exact or self.at_least else ESTIMATE_MARGIN)
+
+    def describe(self) -> str:
+        """How the duration was found, for a refusal's message."""
+        if self.at_least:
+            return f"at least {self.seconds:.1f} s long (a variable-bit-rate {self.format} without a frame count)"
+        return f"{self.seconds:.1f} s long" + ("" if self.exact else f" (estimated from its {self.format} frames)")
 
 
 class RangeReader:
@@ -182,6 +196,12 @@ def _mp3_frame(data: bytes, at: int, offset: int) -> _Mp3Frame | None:
 
 
 def _mp3(reader: RangeReader, start: int) -> HeaderDuration | None:
+    frame = _mp3_first(reader, start)
+    return None if frame is None else _mp3_duration(reader, frame)
+
+
+def _mp3_first(reader: RangeReader, start: int) -> _Mp3Frame | None:
+    """The first MP3 frame within MP3_SYNC_SEARCH bytes of ``start`` that another frame follows."""
     data = reader.read(start, MP3_SYNC_SEARCH + 4)
     for at in range(len(data) - 3):
         frame = _mp3_frame(data, at, start)
@@ -190,8 +210,30 @@ def _mp3(reader: RangeReader, start: int) -> HeaderDuration | None:
         following = reader.read(frame.offset + frame.length, 4)
         if len(following) == 4 and _mp3_frame(following, 0, 0) is None:
             continue  # a false sync: no frame where the next one should start
-        return _mp3_duration(reader, frame)
+        return frame
     return None
+
+
+MP3_END_TAGS = (b"TAG", b"APETAGEX", b"LYRICS")  # what may follow the last frame
+
+
+def mp3_scanned_duration(reader: RangeReader) -> HeaderDuration | None:
+    """An MP3's duration from every frame header in it (reads the whole object: for local files).
+
+    None when it is not an MP3. Exact when the frames run to the end or to a
+    tag (ID3v1, APE, Lyrics3); else (junk where a frame should be) a lower
+    bound: the frames before it. Reads headers only, no audio is decoded.
+    """
+    head = reader.read(0, 12)
+    first = _mp3_first(reader, _id3v2_end(head))
+    if first is None:
+        return None
+    count, at = 0, first.offset
+    while (frame := _mp3_frame(reader.read(at, 4), 0, at)) is not None and at + frame.length <= reader.size:
+        count, at = count + 1, at + frame.length
+    rest = reader.read(at, 8)
+    exact = not rest or rest.startswith(MP3_END_TAGS)
+    return HeaderDuration(count * first.samples / first.rate, "mp3", exact=exact, at_least=not exact)
 
 
 def _mp3_duration(reader: RangeReader, frame: _Mp3Frame) -> HeaderDuration | None:
@@ -207,7 +249,10 @@ def _mp3_duration(reader: RangeReader, frame: _Mp3Frame) -> HeaderDuration | Non
         frames = struct.unpack(">I", vbri[14:18])[0]
         return HeaderDuration(frames * frame.samples / frame.rate, "mp3")
     estimate = _mp3_estimate(reader, frame)
-    return None if estimate is None else HeaderDuration(estimate, "mp3", exact=False)
+    if estimate is not None:
+        return HeaderDuration(estimate, "mp3", exact=False)
+    least = _mp3_least(reader, frame)
+    return None if least is None else HeaderDuration(least, "mp3", exact=False, at_least=True)
 
 
 def _mp3_estimate(reader: RangeReader, first: _Mp3Frame) -> float | None:
@@ -227,6 +272,37 @@ def _mp3_estimate(reader: RangeReader, first: _Mp3Frame) -> float | None:
         return None
     frame_bytes = sum(frame.length for frame in sampled) / len(sampled)
     return (reader.size - first.offset) / frame_bytes * first.samples / first.rate
+
+
+def _mp3_max_frame(like: _Mp3Frame) -> int:
+    """The longest frame ``like``'s MPEG version and sample rate allow: the top bit rate, padded."""
+    top = MP3_BITRATES[1 if like.version == 3 else 2][-1] * 1000
+    return (144 if like.version == 3 else 72) * top // like.rate + 1
+
+
+def _mp3_least(reader: RangeReader, first: _Mp3Frame) -> float | None:
+    """Seconds a variable-bit-rate stream without a frame count lasts at least, from three blocks' frames.
+
+    Counts the frames of the first block, of one in the middle and of the last
+    block's worth of bytes, where a chain of frames ends the audio (what follows is a tag). The
+    bytes between the blocks read count as frames of the highest bit rate, so
+    the result is never more than the real length whatever the bit rates there
+    (an estimate from the mean frame size is not: a quiet intro at a low rate
+    makes it several times too long). Two frames are left out for the decoder's
+    delay. None when the last block holds no frames (a large tag, a cut file):
+    the end of the audio is then not known.
+    """
+    middle_block = (first.offset + (reader.size - first.offset) // 2) // reader.block * reader.block
+    last_block = max(first.offset, reader.size - reader.block)  # the last block's worth of bytes
+    frames = {frame.offset: frame for start in (first.offset, middle_block, last_block)
+              for frame in _mp3_frames(reader, start, first)}
+    tail = [frame for frame in frames.values() if frame.offset >= last_block]
+    if not tail:
+        return None
+    end = max(frame.offset + frame.length for frame in tail)
+    covered = sum(frame.length for frame in frames.values())
+    count = len(frames) + max(0, end - first.offset - covered) // _mp3_max_frame(first)
+    return max(0, count - 2) * first.samples / first.rate
 
 
 def _mp3_frames(reader: RangeReader, offset: int, like: _Mp3Frame) -> list[_Mp3Frame]:

@@ -1,21 +1,32 @@
 """``sow-qwen3 eval``: line-start errors of one timing (hypothesis) against another (reference).
 
-Lines are paired in order when both files have the same lines; otherwise
-(other counts or texts) they are paired by text in order: the longest run of
-matching texts (compared with whitespace collapsed, case folded) as
-``difflib.SequenceMatcher`` finds it, and the report says so. Errors are
+Texts are compared with whitespace collapsed and case folded. Lines are
+paired in the files' order (``read_timing`` keeps it) when both files have the
+same texts in the same order, whatever their times. Otherwise (other counts or
+texts) they are paired by a sequence alignment of the whole texts: the equal
+runs of ``difflib.SequenceMatcher``'s opcodes pair line by line, so a repeated
+chorus line pairs with its own occurrence; inserted and deleted lines stay
+unpaired (a replaced run holds no text of the other side, so it stays unpaired
+too), and the report's note counts them. Errors are
 hypothesis minus reference, in seconds, over the paired lines; ``within_*``
 are the fractions of paired lines whose absolute error is at most 0.3 s (the
 lyrics-alignment benchmark tolerance) and 1.0 s.
+
+Folders (``evaluate_folders``): the ``.lrc`` or ``.json`` files of two folders
+pair by stem (or by the names of an ``align-batch`` manifest, whose outputs are
+``DIR/<name>.lrc`` or ``.json``); the pooled numbers are over all paired lines
+of all songs.
 """
 from __future__ import annotations
 
 import difflib
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import BadInputError
-from .timings import TimingFile
+from .timings import TimingFile, read_timing
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,8 @@ class EvalReport:
     def errors(self) -> list[float]:
         return [abs(pair.error) for pair in self.pairs]
 
-    def data(self) -> dict:
-        """The ``--json`` document."""
+    def summary(self) -> dict:
+        """The totals over the paired lines (at least one)."""
         errors = self.errors()
         return {
             "lines": len(self.pairs),
@@ -48,6 +59,12 @@ class EvalReport:
             "max_abs_error_s": round(max(errors), 3),
             "within_0_3_s": round(sum(e <= 0.3 for e in errors) / len(errors), 4),
             "within_1_0_s": round(sum(e <= 1.0 for e in errors) / len(errors), 4),
+        }
+
+    def data(self) -> dict:
+        """The ``--json`` document: the totals and each paired line."""
+        return {
+            **self.summary(),
             "per_line": [{"index": p.index, "text": p.text, "reference": round(p.reference, 3),
                           "hypothesis": round(p.hypothesis, 3), "error_s": round(p.error, 3)} for p in self.pairs],
         }
@@ -55,6 +72,13 @@ class EvalReport:
 
 def _key(text: str) -> str:
     return " ".join(text.split()).casefold()
+
+
+def aligned_pairs(hypothesis: list[str], reference: list[str]) -> list[tuple[int, int]]:
+    """(hypothesis index, reference index) of every line in an equal run of the alignment of the two texts."""
+    matcher = difflib.SequenceMatcher(None, hypothesis, reference, autojunk=False)
+    return [(h, r) for tag, h1, h2, r1, _ in matcher.get_opcodes() if tag == "equal"
+            for h, r in zip(range(h1, h2), range(r1, r1 + h2 - h1))]
 
 
 def evaluate(hypothesis: TimingFile, reference: TimingFile) -> EvalReport:
@@ -67,8 +91,7 @@ def evaluate(hypothesis: TimingFile, reference: TimingFile) -> EvalReport:
     if hyp == ref:
         pairs, note = list(zip(range(len(ref)), range(len(ref)))), ""
     else:
-        matcher = difflib.SequenceMatcher(None, hyp, ref, autojunk=False)
-        pairs = [(block.a + k, block.b + k) for block in matcher.get_matching_blocks() for k in range(block.size)]
+        pairs = aligned_pairs(hyp, ref)
         differ = (f"{len(hyp)} hypothesis lines, {len(ref)} reference lines" if len(hyp) != len(ref)
                   else "the same number of lines but different texts")
         note = (f"the lyrics differ ({differ}); {len(pairs)} lines paired by text in order, "
@@ -90,3 +113,99 @@ def report_table(report: EvalReport) -> str:
                 f"{data['median_abs_error_s']:.3f} s, max {data['max_abs_error_s']:.3f} s; within 0.3 s "
                 f"{data['within_0_3_s']:.0%}, within 1.0 s {data['within_1_0_s']:.0%}")
     return "\n".join(rows) + "\n"
+
+
+TIMING_SUFFIXES = (".lrc", ".json")
+
+
+class FolderError(ValueError):
+    """A folder of timings that cannot be used as it is (exit 2); the message names it."""
+
+
+@dataclass(frozen=True)
+class SongEval:
+    name: str
+    hypothesis: Path
+    reference: Path
+    report: EvalReport | None  # None when the song could not be evaluated
+    error: str  # "" when evaluated, else why not
+
+
+@dataclass(frozen=True)
+class FolderEval:
+    """Every song of two folders: evaluated (or why not), and the names found on one side only."""
+
+    songs: tuple[SongEval, ...]
+    missing_hypothesis: tuple[str, ...]
+    missing_reference: tuple[str, ...]
+
+    def evaluated(self) -> list[SongEval]:
+        return [song for song in self.songs if song.report is not None]
+
+    def pooled(self) -> EvalReport:
+        """One report over all paired lines of all evaluated songs."""
+        return EvalReport(tuple(pair for song in self.evaluated() for pair in song.report.pairs), "")
+
+    def data(self) -> dict:
+        """The ``--json`` document: per song, pooled, missing and not evaluated."""
+        return {
+            "songs": [{"name": s.name, "hypothesis": str(s.hypothesis), "reference": str(s.reference),
+                       "note": s.report.note, **s.report.data()} for s in self.evaluated()],
+            "pooled": {"songs": len(self.evaluated()), **self.pooled().summary()},
+            "missing_hypothesis": list(self.missing_hypothesis),
+            "missing_reference": list(self.missing_reference),
+            "not_evaluated": [{"name": s.name, "hypothesis": str(s.hypothesis), "reference": str(s.reference),
+                               "error": s.error} for s in self.songs if s.report is None],
+        }
+
+
+def timing_files(folder: Path) -> dict[str, Path]:
+    """Stem -> the ``.lrc`` or ``.json`` file of that stem in ``folder``.
+
+    Raises FolderError when ``folder`` is not a folder or a stem has both an LRC and a JSON file.
+    """
+    if not folder.is_dir():
+        raise FolderError(f"{folder} is not a folder")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in TIMING_SUFFIXES:
+            if path.stem in files:
+                raise FolderError(f"{files[path.stem]} and {path} time the same song; remove one")
+            files[path.stem] = path
+    return files
+
+
+def evaluate_folders(hypotheses: Path, references: Path, names: Sequence[str] | None = None) -> FolderEval:
+    """Evaluate each song (``names``, default: every stem of either folder, sorted) found in both folders.
+
+    A song on one side only is listed as missing; one whose file is unusable or whose lines do not
+    pair is listed with its reason. Raises FolderError as ``timing_files`` does.
+    """
+    hyp, ref = timing_files(hypotheses), timing_files(references)
+    names = sorted(hyp.keys() | ref.keys()) if names is None else list(names)
+    songs = [_song(name, hyp[name], ref[name]) for name in names if name in hyp and name in ref]
+    return FolderEval(tuple(songs), tuple(n for n in names if n not in hyp), tuple(n for n in names if n not in ref))
+
+
+def _song(name: str, hypothesis: Path, reference: Path) -> SongEval:
+    try:
+        return SongEval(name, hypothesis, reference, evaluate(read_timing(hypothesis), read_timing(reference)), "")
+    except BadInputError as exc:
+        return SongEval(name, hypothesis, reference, None, str(exc))
+
+
+def folder_table(result: FolderEval) -> str:
+    """Per song a heading and its ``report_table``, then one summary row per song and the pooled row."""
+    parts = [f"== {s.name}: {s.hypothesis} against {s.reference} ==\n{report_table(s.report)}\n"
+             for s in result.evaluated()]
+    width = max([len("pooled")] + [len(s.name) for s in result.evaluated()])
+    rows = [f"{'song':<{width}}  {'lines':>5}  {'mean':>6}  {'median':>6}  {'max':>6}  {'<=0.3s':>6}  {'<=1.0s':>6}"]
+    rows += [_summary_row(s.name, s.report, width) for s in result.evaluated()]
+    rows.append(_summary_row("pooled", result.pooled(), width))
+    return "".join(parts) + "\n".join(rows) + "\n"
+
+
+def _summary_row(name: str, report: EvalReport, width: int) -> str:
+    data = report.summary()
+    return (f"{name:<{width}}  {data['lines']:>5}  {data['mean_abs_error_s']:>6.3f}  {data['median_abs_error_s']:>6.3f}  "
+            f"{data['max_abs_error_s']:>6.3f}  {data['within_0_3_s']:>6.0%}  {data['within_1_0_s']:>6.0%}")

@@ -47,6 +47,12 @@ def check_picture(path: Path, report: CheckReport, audio: np.ndarray, segments: 
                   audio=audio, segments=segments)
 
 
+def _bar_ends(starts: Sequence[float], duration: float) -> dict[float, float]:
+    """Start -> its bar's end: the next start in time order (lines may be paired out of time order), at most 3 s on."""
+    ordered = sorted(starts)
+    return dict(zip(ordered, lrc_window_ends(ordered, duration, EVAL_BAR_SECONDS)))
+
+
 def eval_picture(path: Path, report: EvalReport, audio: np.ndarray | None,
                  segments: Sequence[tuple[float, float]]) -> None:
     """``eval --plot``: the reference lines above the hypothesis lines, these coloured by their error."""
@@ -54,12 +60,11 @@ def eval_picture(path: Path, report: EvalReport, audio: np.ndarray | None,
     hypotheses = [pair.hypothesis for pair in report.pairs]
     last = max(references + hypotheses) + EVAL_BAR_SECONDS
     duration = audio.size / SAMPLE_RATE if audio is not None else last
-    reference_ends = lrc_window_ends(references, duration, EVAL_BAR_SECONDS)
-    hypothesis_ends = lrc_window_ends(sorted(hypotheses), duration, EVAL_BAR_SECONDS)
-    end_of = dict(zip(sorted(hypotheses), hypothesis_ends))
+    reference_end = _bar_ends(references, duration)
+    end_of = _bar_ends(hypotheses, duration)
     lanes = [
-        Lane("reference", [Bar(p.reference, end, _label(p.index, p.text), NEUTRAL)
-                           for p, end in zip(report.pairs, reference_ends)]),
+        Lane("reference", [Bar(p.reference, reference_end[p.reference], _label(p.index, p.text), NEUTRAL)
+                           for p in report.pairs]),
         Lane("hypothesis", [Bar(p.hypothesis, end_of[p.hypothesis], f"{p.index} {p.error:+.2f} s", error_color(p.error))
                             for p in report.pairs]),
     ]

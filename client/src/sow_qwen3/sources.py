@@ -193,7 +193,7 @@ def early_duration(remote: RemoteObject, size: int, max_seconds: float) -> tuple
     except _NoRanges:
         return None, reader.fetched
     if found is not None and found.longer_than(max_seconds):
-        error = too_long(found.seconds, max_seconds, remote.name)
+        error = too_long(found.seconds, max_seconds, remote.name, found if found.at_least else None)
         error.args = (f"{error.args[0]} (from its {found.format} header: read {reader.fetched} of {size} bytes)",)
         raise error
     return found, reader.fetched

@@ -1,7 +1,8 @@
 """One alignment's result, and the same result cut into lines so that parts of a song can be put together.
 
 Pure (no torch). ``AlignmentEngine.align`` returns an ``Alignment`` for the
-audio it was given; ``timed_lines`` cuts it into one ``TimedLine`` per lyric
+audio it was given, built from its forward pass's timestamp slots by
+``alignment_from_slots``; ``timed_lines`` cuts it into one ``TimedLine`` per lyric
 line, shifted into song time, and ``joined`` puts lines from any number of
 alignments back into one song-long ``Alignment``. ``joined(timed_lines(a))``
 is ``a`` field for field (same values, no rounding), which is what keeps a
@@ -12,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .evidence import SlotEvidence
-from .line_timing import LineTimes, clamp
+from .evidence import SlotEvidence, slot_evidence
+from .line_timing import LineTimes, clamp, line_times
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,35 @@ class Alignment:
     unit_line: list[int]
     duration: float
     evidence: SlotEvidence
+
+
+def alignment_from_slots(
+    units_per_line: Sequence[int],
+    unit_text: list[str],
+    repaired_ms: Sequence[int],
+    raw_ms: Sequence[int],
+    confidence: Sequence[float],
+    duration: float,
+) -> Alignment:
+    """The Alignment of ``duration`` seconds of audio from its 2 * units timestamp slots (start, end interleaved).
+
+    ``unit_text`` lists the units line after line (``units_per_line`` of each);
+    ``repaired_ms`` are the slot times after the monotonic repair, ``raw_ms``
+    before it, ``confidence`` each slot's probability. Unit times are the
+    repaired ones in seconds to the millisecond, clamped to [0, duration];
+    line times follow ``line_times``; the evidence is ``slot_evidence``'s.
+    """
+    starts = [round(ms / 1000.0, 3) for ms in repaired_ms[0::2]]
+    ends = [round(ms / 1000.0, 3) for ms in repaired_ms[1::2]]
+    return Alignment(
+        lines=line_times(units_per_line, starts, ends, duration),
+        unit_text=list(unit_text),
+        unit_start=[clamp(t, 0.0, duration) for t in starts],
+        unit_end=[clamp(t, 0.0, duration) for t in ends],
+        unit_line=[index for index, count in enumerate(units_per_line) for _ in range(count)],
+        duration=duration,
+        evidence=slot_evidence(units_per_line, confidence, raw_ms, repaired_ms, duration),
+    )
 
 
 @dataclass(frozen=True)

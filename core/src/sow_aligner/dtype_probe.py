@@ -23,12 +23,12 @@ injected.
 """
 from __future__ import annotations
 
-import json
-import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+
+# The checkpoint's weight count, the probe's input: one counter, in the contract (re-exported here).
+from sow_qwen3_contract.checkpoint import checkpoint_parameters as checkpoint_parameters
 
 # CPU candidates. float16 is left out: CPUs have no faster path for it than
 # for bfloat16, and its range overflows where bfloat16's does not.
@@ -197,24 +197,3 @@ def measure_gflops(dtype: str, shapes: ProbeShapes, seconds: float, rows: int = 
             if now - started + (now - begun) > seconds:  # another pass would overrun
                 break
     return shapes.pass_flops(rows) / best / 1e9
-
-
-def checkpoint_parameters(path: Path) -> int:
-    """Number of weights in the checkpoint at ``path``, from its safetensors headers (no weights read)."""
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted({path / name for name in json.loads(index.read_text())["weight_map"].values()})
-    else:
-        files = [path / "model.safetensors"]
-    total = 0
-    for file in files:
-        with file.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        for name, entry in header.items():
-            if name != "__metadata__":
-                count = 1
-                for size in entry["shape"]:
-                    count *= int(size)
-                total += count
-    return total

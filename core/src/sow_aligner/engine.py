@@ -28,15 +28,14 @@ import torch  # noqa: E402
 from qwen_asr import Qwen3ForcedAligner  # noqa: E402
 from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
 
+from sow_qwen3_contract.checkpoint import checkpoint_parameters, checkpoint_problem  # noqa: E402
 from sow_qwen3_contract.tensors import SAMPLE_RATE  # noqa: E402
 
 from .access import permission_problem  # noqa: E402
-from .alignment import Alignment  # noqa: E402
-from .dtype_probe import DtypeChoice, ProbeShapes, checkpoint_parameters, choose_cpu_dtype, measure_gflops  # noqa: E402
+from .alignment import Alignment, alignment_from_slots  # noqa: E402
+from .dtype_probe import DtypeChoice, ProbeShapes, choose_cpu_dtype, measure_gflops  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
-from .evidence import slot_evidence  # noqa: E402
-from .line_timing import clamp, line_times  # noqa: E402
 from .settings import Settings, cgroup_memory_limit, check_window_limit, memory_limit, resolve_device, resolve_dtype  # noqa: E402
 from .timestamp_head import TimestampHead  # noqa: E402
 from .timestamps import fix_timestamp  # noqa: E402
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 
 AUDIO_PROMPT = "<|audio_start|><|audio_pad|><|audio_end|>"
 TIMESTAMP_PAIR = "<timestamp><timestamp>"
-REQUIRED_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
 # One-second chunks the audio encoder's convolution front end runs at once.
 # qwen-asr's default (500) holds a 300 s song's whole CNN activation, the
 # service's peak memory; 50 cuts the peak by about 1.6 GB at the same speed
@@ -67,31 +65,11 @@ class TimestampSlots:
 
 
 def check_model_dir(path: Path) -> None:
-    """Raise ModelLoadError unless ``path`` looks like a Qwen3-ForcedAligner checkpoint this process can read."""
-    problem = permission_problem(path)
+    """Raise ModelLoadError unless ``path`` is a Qwen3-ForcedAligner checkpoint (``sow_qwen3_contract.checkpoint``)
+    that this process can read."""
+    problem = permission_problem(path) or checkpoint_problem(path)
     if problem:
         raise ModelLoadError(problem)
-    if not path.exists():
-        raise ModelLoadError(f"model directory {path} does not exist (mount the weights there or set SOW_QWEN3_MODEL_PATH)")
-    if not path.is_dir():
-        raise ModelLoadError(f"model path {path} is not a directory")
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if not ((path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()):
-        missing.append("model.safetensors")
-    if not ((path / "tokenizer.json").is_file() or ((path / "vocab.json").is_file() and (path / "merges.txt").is_file())):
-        missing.append("tokenizer.json (or vocab.json + merges.txt)")
-    if missing:
-        raise ModelLoadError(f"model directory {path} is missing {', '.join(missing)}")
-    try:
-        config = json.loads((path / "config.json").read_text())
-        thinker_type = config["thinker_config"]["model_type"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"model directory {path} has an unreadable config.json: {exc!r}") from None
-    if "forced_aligner" not in thinker_type:
-        raise ModelLoadError(
-            f"model directory {path}: config.json thinker_config.model_type is {thinker_type!r}, "
-            "not a forced aligner (expected 'qwen3_forced_aligner')"
-        )
 
 
 def checkpoint_dtype(path: Path) -> str:
@@ -162,10 +140,8 @@ class AlignmentEngine:
             )
         except Exception as exc:  # any failure here means the directory is unusable
             raise ModelLoadError(f"could not load Qwen3-ForcedAligner from {path}: {type(exc).__name__}: {exc}") from exc
-        head = aligner.model.thinker.lm_head.out_features
+        # check_model_dir saw the timestamp head's class count agree with config.json's.
         classify_num = aligner.model.config.thinker_config.classify_num
-        if head != classify_num:
-            raise ModelLoadError(f"model directory {path}: timestamp head has {head} classes, config says {classify_num}")
         check_window_limit(settings.window_seconds, classify_num, aligner.timestamp_segment_time)
         aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
         aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
@@ -220,19 +196,8 @@ class AlignmentEngine:
         audio = float_range_normalize(audio)
         duration = audio.shape[0] / SAMPLE_RATE
         slots = self._timestamp_slots(audio, units)
-        unit_ms = slots.repaired_ms
-        starts = [round(ms / 1000.0, 3) for ms in unit_ms[0::2]]
-        ends = [round(ms / 1000.0, 3) for ms in unit_ms[1::2]]
         counts = [len(words) for words in per_line]
-        return Alignment(
-            lines=line_times(counts, starts, ends, duration),
-            unit_text=units,
-            unit_start=[clamp(t, 0.0, duration) for t in starts],
-            unit_end=[clamp(t, 0.0, duration) for t in ends],
-            unit_line=[index for index, count in enumerate(counts) for _ in range(count)],
-            duration=duration,
-            evidence=slot_evidence(counts, slots.confidence, slots.raw_ms, slots.repaired_ms, duration),
-        )
+        return alignment_from_slots(counts, units, slots.repaired_ms, slots.raw_ms, slots.confidence, duration)
 
     @torch.inference_mode()
     def _timestamp_slots(self, audio: np.ndarray, units: list[str]) -> TimestampSlots:

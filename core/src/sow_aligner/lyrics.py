@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sow_qwen3_contract.response import Skipped
+
 from .errors import InvalidRequest
 from .lyric_notation import RepeatLine, SectionMarker, classify_line
 
@@ -31,19 +33,11 @@ MAX_SUNG_LINES = 5000  # far above any song; stops a request from expanding with
 
 
 @dataclass(frozen=True)
-class SkippedLine:
-    """A source line that is not sung (a marker or a repeat line): its 0-based number and stripped text."""
-
-    index: int
-    text: str
-
-
-@dataclass(frozen=True)
 class SungLyrics:
     """The lines to time, each sung occurrence once, and the source lines that are not sung."""
 
     lines: list[str]
-    skipped: list[SkippedLine]
+    skipped: list[Skipped]
 
 
 def decode_utf8(raw: bytes, what: str) -> str:
@@ -85,7 +79,7 @@ class _Expansion:
     """The state of ``sung_lines`` while it reads the source lines in order."""
 
     lines: list[str] = field(default_factory=list)
-    skipped: list[SkippedLine] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     sections: dict[str, list[str]] = field(default_factory=dict)
     block: list[str] = field(default_factory=list)  # sung lines of the current block, as written
     header: SectionMarker | None = None  # the header whose section the current block is
@@ -99,10 +93,10 @@ class _Expansion:
         if isinstance(kind, SectionMarker):
             self._resolve_pending(starts_text=False)
             self._end_block()
-            self.skipped.append(SkippedLine(index, line))
+            self.skipped.append(Skipped(index, line))
             self.pending = SectionMarker(kind.key, _bounded(kind.count, index, line))
         elif isinstance(kind, RepeatLine):
-            self.skipped.append(SkippedLine(index, line))
+            self.skipped.append(Skipped(index, line))
             count = _bounded(kind.count, index, line)
             self._resolve_pending(starts_text=False)
             sung = self._end_block()

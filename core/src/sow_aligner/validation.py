@@ -42,10 +42,10 @@ def check_duration(samples: int, max_seconds: float) -> float:
     return seconds
 
 
-def one_string(values: np.ndarray | None, name: str) -> str | None:
-    """The UTF-8 text of a [1, 1] string tensor, or None when it was not sent."""
-    if values is None:
-        return None
+def one_string(values: np.ndarray | str | None, name: str) -> str | None:
+    """The UTF-8 text of a [1, 1] string tensor (or the text itself), or None when it was not sent."""
+    if values is None or isinstance(values, str):
+        return values
     if values.size != 1:
         raise InvalidRequest(f"{name} must have shape [1, 1] (one string per request); got {list(values.shape)}")
     item = values.reshape(-1)[0]

@@ -20,6 +20,7 @@ are what ``silero_vad.get_speech_timestamps`` gives for the same settings.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,17 @@ class SegmentSettings:
     min_speech_duration_ms: int = 250
     min_silence_duration_ms: int = 100
     speech_pad_ms: int = 30
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, str]) -> SegmentSettings:
+        """The settings of silero_vad's config.pbtxt ``parameters`` (key -> string value); KeyError or
+        ValueError for a missing or malformed one."""
+        return cls(
+            threshold=float(parameters["threshold"]),
+            min_speech_duration_ms=int(parameters["min_speech_duration_ms"]),
+            min_silence_duration_ms=int(parameters["min_silence_duration_ms"]),
+            speech_pad_ms=int(parameters["speech_pad_ms"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Triton Python-backend model ``qwen3_aligner``: lyric-line timing with Qwen3-ForcedAligner.
 
-Thin by design: tensors in and out, per-request errors, logging and metrics.
-The logic lives in the ``sow_aligner`` package beside this file. Tensor names
-and types come from config.pbtxt.
+Thin by design: tensors in and out, the BLS call to the VAD model, per-request
+errors, logging and metrics. The request path itself is
+``sow_aligner.request.align_request`` (the aligner core, installed like any
+library). Tensor names and types come from config.pbtxt.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import logging
 import os
 import time
 import traceback
-from functools import partial
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -19,11 +19,7 @@ import triton_python_backend_utils as pb_utils
 # The aligner core, installed like any library (core/, package sow_aligner).
 from sow_aligner import settings as sow_settings
 from sow_aligner.errors import InvalidRequest
-from sow_aligner.evidence import judge
-from sow_aligner.languages import resolve_language
-from sow_aligner.lyrics import SungLyrics, sung_lines
-from sow_aligner.song_alignment import SongAlignment, align_song
-from sow_aligner.validation import check_duration, one_clip, one_string
+from sow_aligner.request import align_request
 from sow_qwen3_contract.quality import Thresholds
 
 log = logging.getLogger("qwen3_aligner")
@@ -119,7 +115,6 @@ class TritonPythonModel:
             log.error("%s: loading failed: %s", self.instance_name, exc)
             raise
         self.settings = settings
-        self.judge = partial(judge, thresholds=self.thresholds)
         self.metrics = AlignmentMetrics(args["model_name"], args["model_version"], self.engine.dtype_choice)
         log.info(
             "%s: ready in %.1f s (torch threads %d, audio limit %g s, windows of %g s, %d re-alignment passes)",
@@ -136,20 +131,17 @@ class TritonPythonModel:
         request_id = request.request_id() or "-"
         seconds, lines = 0.0, 0
         try:
-            clip = one_clip(pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy())
-            seconds = clip.shape[0] / 16000
-            check_duration(clip.shape[0], self.settings.max_audio_seconds)
-            lyrics = sung_lines(one_string(_optional_input(request, "LYRICS"), "LYRICS") or "")
-            language = resolve_language(one_string(_optional_input(request, "LANGUAGE"), "LANGUAGE"))
-            # The voiced segments come first: long songs are cut into windows in their silences.
-            song = align_song(
-                clip, lyrics.lines, language, align=self.engine.align, segments=self._voiced_segments(clip, request_id),
-                judge=self.judge, realign_passes=self.settings.realign_passes,
-                window_seconds=self.settings.window_seconds,
+            values = align_request(
+                pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy(),
+                _optional_input(request, "LYRICS"),
+                _optional_input(request, "LANGUAGE"),
+                engine_align=self.engine.align,
+                voice_activity=lambda clip: self._voiced_segments(clip, request_id),
+                settings=self.settings, thresholds=self.thresholds,
             )
-            lines = len(lyrics.lines)
-            log.info("request %s: %s", request_id, song.describe())
-            response = self._response(lyrics, song, language)
+            seconds, lines = values.audio_seconds, values.lines
+            log.info("request %s: %s", request_id, values.description)
+            response = self._response(values.outputs)
             outcome = "ok"
         except InvalidRequest as exc:
             outcome = "bad_input"
@@ -168,7 +160,7 @@ class TritonPythonModel:
         return response
 
     def _voiced_segments(self, clip: np.ndarray, request_id: str) -> list[tuple[float, float]] | None:
-        """The VAD model's voiced (start, end) seconds for ``clip``, through Triton (BLS).
+        """The VAD model's voiced (start, end) seconds for ``clip``, through Triton (BLS): align_request's VAD.
 
         None when no VAD model is configured or it cannot answer: the alignment
         still answers, and its flags say that voice activity was not measured.
@@ -190,29 +182,9 @@ class TritonPythonModel:
             return None
         return [(float(start), float(end)) for start, end in zip(starts, ends)]
 
-    def _response(self, lyrics: SungLyrics, song: SongAlignment, language: str) -> pb_utils.InferenceResponse:
-        """The response tensors, each with the batch dimension of 1."""
-        result, judgement = song.alignment, song.judgement
-        values = {
-            "LANGUAGE_NAME": [language],
-            "LINE_TEXT": lyrics.lines,
-            "LINE_START": result.lines.starts,
-            "LINE_END": result.lines.ends,
-            "UNIT_TEXT": result.unit_text,
-            "UNIT_START": result.unit_start,
-            "UNIT_END": result.unit_end,
-            "UNIT_LINE": result.unit_line,
-            "SKIPPED_TEXT": [skipped.text for skipped in lyrics.skipped],
-            "SKIPPED_LINE": [skipped.index for skipped in lyrics.skipped],
-            "LINE_CONFIDENCE": result.evidence.line_confidence,
-            "UNIT_CONFIDENCE": result.evidence.unit_confidence,
-            "UNIT_REPAIRED": result.evidence.unit_repaired,
-            "LINE_VOICED": judgement.line_voiced,
-            "LINE_FLAGS": [",".join(codes) for codes in judgement.line_flags],
-            "SONG_VERDICT": [judgement.verdict],
-            "SONG_VOICED": [judgement.song_voiced],
-            "LINE_PASS": song.line_pass,
-        }
+    def _response(self, values: dict[str, list]) -> pb_utils.InferenceResponse:
+        """The response tensors of ``values`` (output name -> values), each in config.pbtxt's type with the batch
+        dimension of 1."""
         tensors = []
         for name, dtype in self.output_types.items():
             data = values[name]

@@ -44,12 +44,7 @@ class TritonPythonModel:
         try:
             self.max_seconds = float(parameters["max_audio_seconds"])
             torch.set_num_threads(max(1, int(parameters["torch_threads"])))
-            settings = SegmentSettings(
-                threshold=float(parameters["threshold"]),
-                min_speech_duration_ms=int(parameters["min_speech_duration_ms"]),
-                min_silence_duration_ms=int(parameters["min_silence_duration_ms"]),
-                speech_pad_ms=int(parameters["speech_pad_ms"]),
-            )
+            settings = SegmentSettings.from_parameters(parameters)
             self.vad = SileroVad(settings)
         except Exception as exc:
             pb_utils.Logger.log_error(f"{self.instance_name}: loading failed: {type(exc).__name__}: {exc}")

@@ -15,10 +15,11 @@ missing. The server itself never downloads anything.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+
+from sow_qwen3_contract.checkpoint import HEAD_TENSOR, checkpoint_parameters, checkpoint_problem, tensor_shapes
 
 REPO_ID = "Qwen/Qwen3-ForcedAligner-0.6B"
 DEFAULT_DEST = "/models/qwen3-forced-aligner"
@@ -26,7 +27,6 @@ WANTED_FILES = [
     "config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json",
     "vocab.json", "merges.txt", "chat_template.json", "generation_config.json",
 ]
-HEAD_TENSOR = "thinker.lm_head.weight"
 
 
 class VerifyError(RuntimeError):
@@ -49,36 +49,14 @@ def download(dest: Path, source: str) -> None:
 
 
 def verify(dest: Path) -> str:
-    """Check ``dest`` holds a Qwen3-ForcedAligner checkpoint; return a one-line summary."""
-    from safetensors import safe_open
-
-    missing = [name for name in ("config.json", "model.safetensors", "preprocessor_config.json",
-                                 "tokenizer_config.json") if not (dest / name).is_file()]
-    if not (dest / "tokenizer.json").is_file() and not ((dest / "vocab.json").is_file() and (dest / "merges.txt").is_file()):
-        missing.append("tokenizer.json or vocab.json + merges.txt")
-    if missing:
-        raise VerifyError(f"{dest} is missing {', '.join(missing)}")
-    config = json.loads((dest / "config.json").read_text())
-    thinker = config.get("thinker_config", {})
-    if "forced_aligner" not in str(thinker.get("model_type")):
-        raise VerifyError(f"{dest}/config.json is not a forced aligner (thinker model_type {thinker.get('model_type')!r})")
-    classes = int(thinker.get("classify_num", 0))
-    with safe_open(str(dest / "model.safetensors"), framework="pt") as weights:
-        names = list(weights.keys())
-        if HEAD_TENSOR not in names:
-            raise VerifyError(f"{dest}/model.safetensors has no {HEAD_TENSOR}")
-        head_shape = weights.get_slice(HEAD_TENSOR).get_shape()
-        parameters = sum(_count(weights.get_slice(name).get_shape()) for name in names)
-    if head_shape[0] != classes:
-        raise VerifyError(f"timestamp head has {head_shape[0]} classes but config.json says {classes}")
-    return f"{dest}: {len(names)} tensors, {parameters / 1e6:.1f} M parameters, {classes}-class timestamp head"
-
-
-def _count(shape: list[int]) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total
+    """Check ``dest`` holds a Qwen3-ForcedAligner checkpoint (``sow_qwen3_contract.checkpoint``, the server's own
+    check); return a one-line summary. Raises VerifyError naming the problem."""
+    problem = checkpoint_problem(dest)
+    if problem:
+        raise VerifyError(problem)
+    shapes = tensor_shapes(dest)
+    parameters = checkpoint_parameters(dest)
+    return f"{dest}: {len(shapes)} tensors, {parameters / 1e6:.1f} M parameters, {shapes[HEAD_TENSOR][0]}-class timestamp head"
 
 
 def main(argv: list[str] | None = None) -> int:

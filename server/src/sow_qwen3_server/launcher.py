@@ -13,8 +13,9 @@ under ``supervisor``: SIGTERM/SIGINT are forwarded (the server drains
 in-flight requests for --exit-timeout seconds), the exit status is the
 server's, and a crashed Python backend stub (which Triton 2.51 neither restarts
 nor reports) gets the model reloaded in place (explicit model-control mode);
-only if that fails does the server stop with status 1 so a restart policy
-brings it back.
+only if that fails, or after SOW_QWEN3_MAX_RECOVERIES (5) recoveries within
+SOW_QWEN3_RECOVERY_WINDOW_MINUTES (10), does the server stop with status 1 so
+a restart policy brings it back.
 It serves every model of the repository (qwen3_aligner and the silero_vad it
 asks for voice activity). A model that fails to load leaves the server up and not ready
 (``--exit-on-error=false``): the log names the path and the cause, and a
@@ -45,7 +46,15 @@ from pathlib import Path
 
 from sow_qwen3_contract.tensors import AUDIO_BYTES_PER_SECOND
 
-from .supervisor import ModelEndpoint, supervise
+from .supervisor import (
+    MAX_RECOVERIES,
+    MAX_RECOVERIES_ENV,
+    RECOVERY_WINDOW_ENV,
+    RECOVERY_WINDOW_MINUTES,
+    ModelEndpoint,
+    RecoveryLimit,
+    supervise,
+)
 
 # server/src/sow_qwen3_server/launcher.py -> the checkout's model_repository/ (editable install only).
 CHECKOUT_REPOSITORY = Path(__file__).resolve().parents[3] / "model_repository"
@@ -73,6 +82,8 @@ class ServeOptions:
     instance_kind: str | None = None
     exit_timeout: int = 30
     max_audio_seconds: float = 300.0
+    max_recoveries: int = MAX_RECOVERIES
+    recovery_window_minutes: float = RECOVERY_WINDOW_MINUTES
     server_id: str = "sow-qwen3"
     extra_args: list[str] = field(default_factory=list)
 
@@ -151,9 +162,9 @@ def find_model_repository(requested: str | None) -> Path:
     return repository.resolve()
 
 
-def config_parameters(repository: Path) -> dict[str, str]:
-    """The parameters of the repository's qwen3_aligner config.pbtxt (the one place defaults live), key -> value."""
-    text = (repository / MODEL_NAME / "config.pbtxt").read_text()
+def config_parameters(repository: Path, model: str = MODEL_NAME) -> dict[str, str]:
+    """The parameters of the repository's config.pbtxt of ``model`` (the one place defaults live), key -> value."""
+    text = (repository / model / "config.pbtxt").read_text()
     return dict(re.findall(r'key:\s*"(\w+)"\s*value:\s*\{\s*string_value:\s*"([^"]*)"', text))
 
 
@@ -289,6 +300,13 @@ def parse_args(argv: list[str] | None = None) -> ServeOptions:
                         default=env.get("SOW_QWEN3_INSTANCE_KIND") or None)
     parser.add_argument("--exit-timeout", type=int, default=_env_int("SOW_QWEN3_EXIT_TIMEOUT") or 30,
                         help="seconds in-flight requests get to finish after SIGTERM (env SOW_QWEN3_EXIT_TIMEOUT)")
+    parser.add_argument("--max-recoveries", type=int, default=_env_int(MAX_RECOVERIES_ENV, MAX_RECOVERIES),
+                        help="model reloads after a dead stub allowed within the recovery window; one more stops "
+                             f"the server with status 1 (env {MAX_RECOVERIES_ENV}, default {MAX_RECOVERIES}; 0: none)")
+    parser.add_argument("--recovery-window-minutes", type=float,
+                        default=_env_float(RECOVERY_WINDOW_ENV, RECOVERY_WINDOW_MINUTES),
+                        help=f"minutes over which recoveries are counted (env {RECOVERY_WINDOW_ENV}, "
+                             f"default {RECOVERY_WINDOW_MINUTES:g})")
     parser.add_argument("--id", dest="server_id", default="sow-qwen3", help="server id reported by GET /v2")
     parser.add_argument("--max-audio-seconds", type=float, default=None,
                         help="the model's audio limit (env SOW_QWEN3_MAX_AUDIO_SECONDS, else config.pbtxt's); "
@@ -303,6 +321,10 @@ def parse_args(argv: list[str] | None = None) -> ServeOptions:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_recoveries < 0:
+        parser.error(f"--max-recoveries ({MAX_RECOVERIES_ENV}) must be 0 or more")
+    if not args.recovery_window_minutes > 0:
+        parser.error(f"--recovery-window-minutes ({RECOVERY_WINDOW_ENV}) must be more than 0")
     options = vars(args)
     options.pop("require_api_key")
     return ServeOptions(**options, extra_args=extra)
@@ -313,14 +335,31 @@ def max_audio_seconds(repository: Path) -> float:
     return float(os.environ.get("SOW_QWEN3_MAX_AUDIO_SECONDS") or config_parameter(repository, "max_audio_seconds"))
 
 
-def _env_int(name: str) -> int | None:
+def _env_int(name: str, default: int | None = None) -> int | None:
+    """The whole number in env ``name``, ``default`` when unset or empty; exits naming the variable otherwise."""
     value = os.environ.get(name, "").strip()
     if not value:
-        return None
+        return default
     try:
         return int(value)
     except ValueError:
         raise SystemExit(f"serve.py: {name}={value!r} is not a whole number") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    """The number in env ``name``, ``default`` when unset or empty; exits naming the variable otherwise."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SystemExit(f"serve.py: {name}={value!r} is not a number") from None
+
+
+def recovery_limit(options: ServeOptions) -> RecoveryLimit:
+    """How many recoveries the supervisor may make, and over how long."""
+    return RecoveryLimit(options.max_recoveries, options.recovery_window_minutes * 60)
 
 
 def model_endpoint(options: ServeOptions) -> ModelEndpoint:
@@ -335,7 +374,7 @@ def model_endpoint(options: ServeOptions) -> ModelEndpoint:
 def main() -> None:
     options = parse_args()
     argv, env = build_command(options)
-    sys.exit(supervise(argv, env, model_endpoint(options), options.exit_timeout))
+    sys.exit(supervise(argv, env, model_endpoint(options), options.exit_timeout, limit=recovery_limit(options)))
 
 
 if __name__ == "__main__":

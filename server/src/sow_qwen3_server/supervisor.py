@@ -11,6 +11,14 @@ unless-stopped``, systemd, Kubernetes) brings the service back. It also
 forwards SIGTERM/SIGINT/SIGHUP to the server, makes the server get SIGTERM if
 this process dies, and removes the server's /dev/shm regions if the server
 does not (it leaves them when it is killed). Linux only, like tritonserver.
+
+Two limits keep a recovery from making things worse. A stub that dies again
+and again (on every load, on every request) is reloaded at most
+``RecoveryLimit.count`` times within ``RecoveryLimit.window`` seconds; the next
+death stops the server with status 1 and one ERROR line, so the restart policy
+and the operator see it. And a stop after a recovery ends within the exit
+timeout with status 0 although Triton 2.51 never finishes unloading a copy
+whose requests failed on its dead stub (see ``StuckUnload``).
 """
 from __future__ import annotations
 
@@ -40,6 +48,15 @@ READY_POLL_SECONDS = 0.1
 # held by a dead stub after about a second of health checks, but a request still held when the
 # unload starts gets its error only when the reload ends (measured: 30-60 s on 2 busy cores).
 DRAIN_SECONDS = 2.0
+# Seconds tritonserver gets to exit by itself, during a stop after a recovery, once none of its stubs
+# is alive any more (Triton checks its live models once a second): past that it only waits for a
+# crashed copy's unload, which Triton 2.51 never finishes.
+SETTLE_SECONDS = 2.0
+STOP_POLL_SECONDS = 0.2
+MAX_RECOVERIES = 5
+RECOVERY_WINDOW_MINUTES = 10.0
+MAX_RECOVERIES_ENV = "SOW_QWEN3_MAX_RECOVERIES"
+RECOVERY_WINDOW_ENV = "SOW_QWEN3_RECOVERY_WINDOW_MINUTES"
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,72 @@ class StubWatch:
         self.seen = {stub.pid: stub.model for stub in stubs if stub.state != "Z"}
 
 
+@dataclass
+class RecoveryLimit:
+    """At most ``count`` recoveries (model reloads after a dead stub) within any ``window`` seconds.
+
+    ``allow(now)`` is asked when a dead stub is seen: True (and the recovery is
+    counted) while fewer than ``count`` recoveries started in the ``window``
+    seconds up to ``now``; False once ``count`` did, so the next one is refused
+    and the server is stopped. ``count`` 0 refuses every recovery. Times are
+    time.monotonic() values; recoveries older than the window are forgotten.
+    """
+
+    count: int = MAX_RECOVERIES
+    window: float = RECOVERY_WINDOW_MINUTES * 60
+    started: list[float] = field(default_factory=list)  # when the recoveries still in the window started
+
+    def allow(self, now: float) -> bool:
+        self.started = [when for when in self.started if now - when < self.window]
+        if len(self.started) >= self.count:
+            return False
+        self.started.append(now)
+        return True
+
+    def refusal(self, model: str, now: float) -> str:
+        """The one ERROR line for a refused recovery of ``model``: how many, in how long, which settings."""
+        span = (now - self.started[0]) / 60 if self.started else 0.0
+        made = f"{len(self.started)} {'recovery' if len(self.started) == 1 else 'recoveries'}"
+        return (f"ERROR: the Python backend stub of model {model} died again after {made} "
+                f"in {span:.1f} minutes ({MAX_RECOVERIES_ENV}={self.count} within "
+                f"{RECOVERY_WINDOW_ENV}={self.window / 60:g}); not reloading it again: stopping tritonserver "
+                "with status 1 so the service is restarted")
+
+
+@dataclass
+class StuckUnload:
+    """Tells, during a stop after a recovery, when tritonserver waits only for an unload that never ends.
+
+    In Triton 2.51 the unload of a model copy whose stub died while requests
+    were failing on it never completes: on SIGTERM Triton lets the in-flight
+    requests finish, unloads every other model (their stubs run finalize() and
+    exit), then counts the dead copy as a live model until --exit-timeout runs
+    out and exits 1 ("Exit timeout expired"), leaving its /dev/shm region. Triton
+    starts unloading only once no inference is in flight, so when none of its
+    stubs is alive any more all real work is done; if it still runs
+    ``settle`` seconds later (it checks once a second), ``stuck`` holds and the
+    supervisor ends it (SIGKILL: a second SIGTERM is ignored), removes its
+    regions and reports a clean stop, status 0. ``drained`` says whether that
+    point was reached, so that an exit 1 by Triton's own timeout after it is
+    clean too; an exit before it (requests still running at the timeout) is not.
+    """
+
+    settle: float = SETTLE_SECONDS
+    idle_since: float | None = None  # when no stub was alive any more (None while one is)
+
+    def stuck(self, stubs: list[ProcessState], now: float) -> bool:
+        if any(stub.state != "Z" for stub in stubs):
+            self.idle_since = None
+            return False
+        if self.idle_since is None:
+            self.idle_since = now
+        return now - self.idle_since >= self.settle
+
+    @property
+    def drained(self) -> bool:
+        return self.idle_since is not None
+
+
 def _die_with_parent() -> None:
     """In the child before exec: own process group (terminal signals reach only the
     supervisor, which forwards them once) and SIGTERM when the supervisor dies."""
@@ -240,14 +323,47 @@ def _say(message: str) -> None:
     print(f"serve.py: {message}", file=sys.stderr, flush=True)
 
 
+def _stop_status(server: subprocess.Popen, recovered: bool, deadline: float) -> int:
+    """Wait for ``server`` (already signalled) to exit; its exit status, 0 for a clean stop after a recovery.
+
+    After a recovery Triton may never exit by itself (``StuckUnload``): once
+    it only waits for the crashed copy's unload it is killed and the stop is
+    clean. Killed too when still running at ``deadline`` (time.monotonic()).
+    """
+    watch = StuckUnload()
+    while True:
+        try:
+            status = server.wait(timeout=STOP_POLL_SECONDS)
+            return 0 if recovered and status == 1 and watch.drained else status
+        except subprocess.TimeoutExpired:
+            pass
+        if recovered and watch.stuck(stubs_of(server.pid), time.monotonic()):
+            _say("tritonserver has finished its requests and unloaded its models but waits for the unload of a "
+                 "model copy whose stub died, which Triton never finishes: ending it now")
+            server.kill()
+            server.wait()
+            return 0
+        if time.monotonic() >= deadline:
+            server.kill()
+            return server.wait()
+
+
+def _refuse(limit: RecoveryLimit, model: str, started: float) -> str | None:
+    """None when a recovery of ``model`` may start now, else the ERROR line that refuses it."""
+    return None if limit.allow(started) else limit.refusal(model, started)
+
+
 def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_timeout: float,
-              reload_timeout: float = RELOAD_TIMEOUT) -> int:
+              reload_timeout: float = RELOAD_TIMEOUT, limit: RecoveryLimit | None = None) -> int:
     """Run ``argv`` until it exits; return its exit status (128+N for signal N).
 
     A stub that dies after ``model`` was ready gets the model it served (``model``,
     or another model of the server such as silero_vad) reloaded in place
-    (``reload_model``); if that fails the server is stopped and the result is 1.
+    (``reload_model``); if that fails, or ``limit`` (default: RecoveryLimit())
+    refuses another recovery, the server is stopped and the result is 1. A stop
+    signal after a recovery ends with 0 within the exit timeout (``_stop_status``).
     """
+    limit = RecoveryLimit() if limit is None else limit
     server = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
     stopping = False
 
@@ -260,7 +376,7 @@ def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_t
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
     watch = StubWatch()
-    ready_seen = False
+    ready_seen = recovered = False
     regions: set[str] = set()
     failed = False
     while True:
@@ -270,7 +386,8 @@ def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_t
         except subprocess.TimeoutExpired:
             pass
         if stopping:
-            continue
+            status = _stop_status(server, recovered, time.monotonic() + exit_timeout + 15)
+            break
         regions |= shm_regions(server.pid)
         if not ready_seen:
             ready_seen = _ready_status(model.ready_url) == 200
@@ -283,30 +400,26 @@ def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_t
         if _ready_status(served.ready_url) not in (200, None):
             watch.excuse(crash.pid)  # the server says not ready: an unload, not a crash
             continue
-        _say(f"Python backend stub {crash.pid} died ({'zombie' if crash.state == 'Z' else 'gone'}) "
-             f"and Triton does not restart it; reloading model {served.name} (unload, then load)")
         started = time.monotonic()
-        try:
-            server.wait(timeout=DRAIN_SECONDS)  # let Triton fail the requests the dead stub holds
-        except subprocess.TimeoutExpired:
-            pass
-        problem = reload_model(served, reload_timeout, lambda: stopping or server.poll() is not None)
-        if stopping or server.poll() is not None:
-            continue  # a stop signal or the server's own exit: the loop collects its status
+        problem = _refuse(limit, served.name, started)
         if problem is None:
-            watch.restart(stubs_of(server.pid))
-            _say(f"model {served.name} recovered: ready again {time.monotonic() - started:.1f} s after "
-                 "the dead stub was seen, served by a new stub")
-            continue
-        _say(f"error: reloading model {served.name} failed: {problem}; "
-             "stopping tritonserver so the service can be restarted")
+            _say(f"Python backend stub {crash.pid} died ({'zombie' if crash.state == 'Z' else 'gone'}) "
+                 f"and Triton does not restart it; reloading model {served.name} (unload, then load)")
+            recovered = True
+            problem = _recover(server, served, reload_timeout, lambda: stopping or server.poll() is not None)
+            if stopping or server.poll() is not None:
+                continue  # a stop signal or the server's own exit: the loop collects its status
+            if problem is None:
+                watch.restart(stubs_of(server.pid))
+                _say(f"model {served.name} recovered: ready again {time.monotonic() - started:.1f} s after "
+                     "the dead stub was seen, served by a new stub")
+                continue
+            problem = f"error: reloading model {served.name} failed: {problem}; " \
+                      "stopping tritonserver so the service can be restarted"
+        _say(problem)
         failed = stopping = True
         server.terminate()
-        try:
-            server.wait(timeout=exit_timeout + 15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        status = server.wait()
+        _stop_status(server, recovered, time.monotonic() + exit_timeout + 15)
         break
     for path in regions:
         if os.path.exists(path):
@@ -314,3 +427,14 @@ def supervise(argv: list[str], env: dict[str, str], model: ModelEndpoint, exit_t
     if failed:
         return CRASH_STATUS
     return 128 - status if status < 0 else status
+
+
+def _recover(server: subprocess.Popen, served: ModelEndpoint, reload_timeout: float,
+             abandoned: Callable[[], bool]) -> str | None:
+    """Give Triton DRAIN_SECONDS to fail the requests the dead stub holds, then reload ``served``;
+    None once it is ready again, else why not (``reload_model``)."""
+    try:
+        server.wait(timeout=DRAIN_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    return reload_model(served, reload_timeout, abandoned)

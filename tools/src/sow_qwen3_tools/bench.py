@@ -156,9 +156,9 @@ def song_data(song: Song) -> tuple[np.ndarray, str]:
 
 # ---------------------------------------------------------------- processes
 
-def config_parameters() -> dict[str, str]:
-    """qwen3_aligner's config.pbtxt parameters (the service's defaults), key -> value."""
-    return launcher.config_parameters(REPO / "model_repository")
+def config_parameters(model: str = launcher.MODEL_NAME) -> dict[str, str]:
+    """The config.pbtxt parameters of ``model`` (the service's defaults; qwen3_aligner unless named), key -> value."""
+    return launcher.config_parameters(REPO / "model_repository", model)
 
 
 def peak_rss_kb(pid: int) -> int:

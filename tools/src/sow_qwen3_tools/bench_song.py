@@ -10,9 +10,10 @@ looped, 500 Chinese characters per 300 s in lines of 8-14).
 
 (a) Re-alignment's extra time, in-process. The service's engine
 (``bench.load_engine``: config.pbtxt's settings, as one model instance loads
-it), voiced segments from silero_vad's model code, and the service's song
-pipeline ``align_song`` run twice on the 300 s song: with ``realign_passes``
-0 (pass 1 alone) and with config.pbtxt's ``realign_passes``. Random weights
+it), voiced segments from silero_vad's model code with its config.pbtxt's
+settings, and the service's request path ``align_request`` (the lyrics split
+as the service sings them) run twice on the 300 s song: with
+``realign_passes`` 0 (pass 1 alone) and with config.pbtxt's ``realign_passes``. Random weights
 time and flag whatever they happen to (the tiny checkpoint piles every line
 into the first seconds of a clip, which leaves no room between anchors to
 re-align), so two things are set by hand, and the forward passes still run
@@ -58,10 +59,11 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sow_qwen3_contract.tensors import SAMPLE_RATE
+from sow_qwen3_contract.tensors import SAMPLE_RATE, VAD_MODEL
 from sow_qwen3_tools.bench import (
     DEFAULT_MODEL_DIR,
     DEFAULT_OUTPUT,
@@ -80,6 +82,9 @@ from sow_qwen3_tools.bench import (
     song_data,
     write_report,
 )
+
+if TYPE_CHECKING:
+    from sow_aligner.voice_activity import SegmentSettings
 
 CONTAINER_LIMIT_GB = 8.0  # the compose / Kubernetes memory limit a 5-minute song is sized for
 LONG_LIMIT = "900"  # SOW_QWEN3_MAX_AUDIO_SECONDS for the memory comparison
@@ -176,30 +181,39 @@ def spread_evenly(alignment):
     return replace(alignment, lines=line_times(per_line, starts, ends, duration), unit_start=starts, unit_end=ends)
 
 
-def voiced_segments(audio: np.ndarray) -> list[tuple[float, float]]:
-    """silero_vad's voiced (start, end) seconds, by its model code in-process (config.pbtxt's settings are
-    the code's defaults)."""
-    from sow_aligner.voice_activity import SegmentSettings, SileroVad
+def vad_settings() -> SegmentSettings:
+    """silero_vad's segmentation settings from its config.pbtxt, read as the model reads them."""
+    from sow_aligner.voice_activity import SegmentSettings
 
-    result = SileroVad(SegmentSettings()).run(audio)
+    return SegmentSettings.from_parameters(config_parameters(VAD_MODEL))
+
+
+def voiced_segments(audio: np.ndarray) -> list[tuple[float, float]]:
+    """silero_vad's voiced (start, end) seconds, by its model code in-process with its config.pbtxt's settings."""
+    from sow_aligner.voice_activity import SileroVad
+
+    result = SileroVad(vad_settings()).run(audio)
     return list(zip(result.segment_start.tolist(), result.segment_end.tolist()))
 
 
 def measure_realign(model_dir: Path, song: Song, share: float, run_lines: int) -> RealignCost:
-    """Part (a): load the engine, align ``song`` with pass 1 alone and with re-alignment."""
+    """Part (a): load the engine, align ``song`` with pass 1 alone and with re-alignment, each time through the
+    service's request path (``align_request``) with the VAD's segments measured once beforehand."""
     engine, settings, _ = load_engine(model_dir)
     from sow_aligner.evidence import judge
-    from sow_aligner.song_alignment import align_song
+    from sow_aligner.lyrics import sung_lines
+    from sow_aligner.request import align_request
     from sow_qwen3_contract.quality import Thresholds
 
     audio, lyrics = song_data(song)
-    lines = lyrics.splitlines()
+    lines = sung_lines(lyrics).lines
     segments = voiced_segments(audio)
     cost = RealignCost(song, len(lines), flagged_lines(len(lines), share, run_lines), settings.realign_passes,
                        settings.window_seconds, engine.dtype_choice.dtype)
-    judged = fixed_share_judge(judge, Thresholds.from_parameters(config_parameters()), cost.flagged)
+    thresholds = Thresholds.from_parameters(config_parameters())
+    judged = fixed_share_judge(judge, thresholds, cost.flagged)
     warm_audio, warm_lyrics = song_data(Song(10, 30))
-    engine.align(warm_audio, warm_lyrics.splitlines(), LANGUAGE)
+    engine.align(warm_audio, sung_lines(warm_lyrics).lines, LANGUAGE)
 
     def run(passes: int, calls: list[Call]) -> tuple[float, list[int]]:
         def timed_align(clip, part, language):
@@ -209,9 +223,10 @@ def measure_realign(model_dir: Path, song: Song, share: float, run_lines: int) -
             return spread_evenly(result)
 
         started = time.perf_counter()
-        result = align_song(audio, lines, LANGUAGE, align=timed_align, segments=segments, judge=judged,
-                            realign_passes=passes, window_seconds=settings.window_seconds)
-        return time.perf_counter() - started, result.line_pass
+        values = align_request(audio.reshape(1, -1), lyrics, LANGUAGE, engine_align=timed_align,
+                               voice_activity=lambda clip: segments, settings=replace(settings, realign_passes=passes),
+                               thresholds=thresholds, judge=judged)
+        return time.perf_counter() - started, values.outputs["LINE_PASS"]
 
     cost.single_seconds, single_pass = run(0, cost.single_calls)
     log(f"(a) pass 1 alone: {cost.single_seconds:.2f} s in {len(cost.single_calls)} calls")

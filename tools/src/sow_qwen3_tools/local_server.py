@@ -28,6 +28,8 @@ from . import REPO
 
 SERVE = REPO / "scripts" / "serve.py"
 SHM_PREFIX = "/dev/shm/triton_python_backend_shm_region"
+# Set by tests/conftest.py to the id of a running test without the ``server`` marker: start_server refuses then.
+WITHOUT_SERVER_MARK = "SOW_QWEN3_TEST_WITHOUT_SERVER_MARK"
 STUB_NAME = "triton_python_backend_stub"[:15]  # a zombie's name is cut to the kernel's 15 characters
 
 
@@ -172,7 +174,16 @@ def start_server(
     supervisor has seen the model ready (``RunningServer.watched``), else once
     the server is live and reports our id. Raises RuntimeError with the
     server's log if it exits or does not get there within ``timeout`` seconds.
+
+    Under the tests it refuses, with a RuntimeError naming the test, when
+    SOW_QWEN3_TEST_WITHOUT_SERVER_MARK is set: tests/conftest.py sets it to the
+    node id of each test that lacks the ``server`` marker (and clears it for
+    those that carry it), so ``pytest -m "not server"`` never starts one.
     """
+    unmarked = os.environ.get(WITHOUT_SERVER_MARK)
+    if unmarked:
+        raise RuntimeError(f"{unmarked} starts tritonserver without the pytest marker 'server': "
+                           f"mark it (pytestmark = pytest.mark.server) so that -m \"not server\" starts none")
     http_port, grpc_port, metrics_port = free_ports(3)
     server_id = f"sow-qwen3-{uuid.uuid4().hex[:12]}"
     log_path = Path(log_dir) / f"{server_id}.log"
