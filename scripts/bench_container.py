@@ -43,17 +43,16 @@ from sow_qwen3_tools.bench import (
     DEFAULT_OUTPUT,
     GB,
     SAMPLE_RATE,
-    Song,
     command_line,
     ensure_model,
     log,
     machine_facts,
     shown_path,
-    song_data,
     write_report,
 )
 from sow_qwen3_tools.docker_stack import Compose, build_image, docker, engine_problem  # the image tests' own builder
 from sow_qwen3_tools.local_server import free_ports
+from sow_qwen3_tools.songs import Song, song_data
 
 CLI = Path(sys.executable).parent / "sow-qwen3"
 CONTAINER_UID = 10001  # the image's user, who must be able to read the mounted checkpoint

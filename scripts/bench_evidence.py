@@ -41,15 +41,13 @@ from sow_qwen3.client import infer_input, request_inputs
 from sow_qwen3_tools.bench import (
     DEFAULT_MODEL_DIR,
     DEFAULT_OUTPUT,
-    LANGUAGE,
     MODEL,
-    SONGS,
     ensure_model,
     log,
     machine_facts,
-    song_data,
     write_report,
 )
+from sow_qwen3_tools.songs import LANGUAGE, SONGS, song_data
 
 SONG = SONGS["300"]
 CLASSES = 5000  # the real timestamp head

@@ -175,10 +175,12 @@ def test_the_probe_times_another_pass_only_while_it_would_end_in_time(monkeypatc
 
 
 def engine_settings(model_dir, dtype: str):
-    from sow_aligner.settings import Settings
+    from sow_aligner import settings
+    from sow_qwen3_server import launcher
+    from support.audio import REPO
 
-    return Settings(model_path=model_dir, device="cpu", dtype=dtype, max_audio_seconds=300.0,
-                    encoder_attention="windowed", torch_threads=0, vad_model="", realign_passes=2, window_seconds=180.0)
+    parameters = launcher.config_parameters(REPO / "model_repository")
+    return settings.resolve({**parameters, "model_path": str(model_dir), "device": "cpu", "dtype": dtype}, {})
 
 
 @pytest.mark.parametrize("dtype,device,expected", [

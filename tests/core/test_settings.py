@@ -61,6 +61,9 @@ def test_empty_environment_value_keeps_config():
     ("SOW_QWEN3_REALIGN_PASSES", "11", "at most 10"),
     ("SOW_QWEN3_WINDOW_SECONDS", "9", "a number >= 10"),
     ("SOW_QWEN3_WINDOW_SECONDS", "inf", "a number >= 10"),
+    ("SOW_QWEN3_BATCHING", "always", "one of auto, on, off"),
+    ("SOW_QWEN3_BATCH_AUDIO_SECONDS", "0", "a number >= 1"),
+    ("SOW_QWEN3_BATCH_TOKENS", "many", "an integer"),
 ])
 def test_bad_values_name_the_variable(variable, value, expected):
     with pytest.raises(SettingsError) as error:
@@ -103,6 +106,15 @@ def test_realign_and_window_defaults_and_overrides():
     changed = settings.resolve(config_parameters(), {"SOW_QWEN3_REALIGN_PASSES": "0", "SOW_QWEN3_WINDOW_SECONDS": "25",
                                                      "SOW_QWEN3_MAX_AUDIO_SECONDS": "900"})
     assert (changed.realign_passes, changed.window_seconds, changed.max_audio_seconds) == (0, 25, 900)
+
+
+def test_batching_is_on_for_cuda_instances_by_default():
+    default = settings.resolve(config_parameters(), {})
+    assert (default.batching, default.batch_audio_seconds, default.batch_tokens) == ("auto", 4800, 131072)
+    assert default.batches_on("cuda:1") and not default.batches_on("cpu") and not default.batches_on("mps")
+    forced = settings.resolve(config_parameters(), {"SOW_QWEN3_BATCHING": "on", "SOW_QWEN3_BATCH_TOKENS": "9000"})
+    assert forced.batches_on("cpu") and forced.batch_tokens == 9000
+    assert not settings.resolve(config_parameters(), {"SOW_QWEN3_BATCHING": "off"}).batches_on("cuda:0")
 
 
 @pytest.mark.parametrize("requested,kind,device_id,cuda,mps,expected", [

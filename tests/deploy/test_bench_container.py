@@ -12,8 +12,8 @@ import sys
 import pytest
 from deploy_files import REPO
 
-from sow_qwen3_tools.bench import Song, song_lyrics
 from sow_qwen3_tools.docker_stack import engine_problem
+from sow_qwen3_tools.songs import Song, song_lyrics
 
 pytestmark = [pytest.mark.docker, pytest.mark.server]  # runs tritonserver (in the image)
 

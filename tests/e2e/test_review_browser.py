@@ -42,9 +42,12 @@ def page(keyed_server, tmp_path):
 
 
 def wait(driver, condition, timeout: float = WAIT_S):
+    """Poll ``condition`` until it holds; an element redrawn under it (stale) means: look again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def row_start(driver, index: int) -> float:
@@ -56,7 +59,8 @@ def current_time(driver) -> float:
 
 
 def click_row(driver, index: int) -> None:
-    driver.find_element("css selector", f'#line-rows tr[data-index="{index}"] td.text').click()
+    wait(driver, lambda d: d.find_element("css selector", f'#line-rows tr[data-index="{index}"] td.text').click()
+         or True)
 
 
 def press(driver, *keys: str) -> None:
@@ -131,7 +135,9 @@ def test_a_tap_sets_the_start_from_the_playback_position_and_undo_restores_it(pa
     high = current_time(driver)
     wait(driver, lambda d: row_start(d, 3) != old)
     assert low - 0.05 <= row_start(driver, 3) <= high + 0.05
-    assert driver.find_element("css selector", '#line-rows tr[data-index="4"]').get_attribute("class").count("selected")
+    # The next line is selected (read in one script: the rows are redrawn when the live evidence comes back).
+    wait(driver, lambda d: d.execute_script(
+        "return document.querySelector('#line-rows tr[data-index=\"4\"]').classList.contains('selected')"))
     chord(driver, Keys.CONTROL, "z")
     wait(driver, lambda d: abs(row_start(d, 3) - old) < 1e-6)
 

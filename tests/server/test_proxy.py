@@ -29,7 +29,7 @@ from sow_qwen3_server import proxy
 from sow_qwen3_server.launcher import max_input_bytes
 from sow_qwen3_tools.local_server import http_status, start_server
 from support.audio import speech, write_clip
-from support.infer import MODEL, align_grpc, align_http, build_inputs, lines_of
+from support.infer import MODEL, align_grpc, align_http, answer_of, build_inputs, starts, texts
 from support.proxy import Upstream, start_proxy
 from support.stopping import assert_clean_stop
 
@@ -85,7 +85,7 @@ def test_health_metrics_and_alignment_pass_through_over_http_and_grpc(keyed_trit
 
     clip, key = speech(3.0), {"api-key": KEY}
     direct = align_http(keyed_triton.http_url, clip, LYRICS, "Chinese", headers=key)
-    assert len(set(direct.start)) == 2  # the tiny model's times vary, so equality below means something
+    assert len(set(starts(direct))) == 2  # the tiny model's times vary, so equality below means something
     assert align_http(capped_proxy.url("http"), clip, LYRICS, "Chinese", headers=key) == direct
     grpc_key = {"triton-grpc-protocol-api-key": KEY}
     assert align_grpc(capped_proxy.url("grpc"), clip, LYRICS, "Chinese", headers=grpc_key) == direct
@@ -133,7 +133,7 @@ def test_the_default_cap_admits_a_clip_at_the_audio_limit_and_refuses_more(keyed
         assert f"body cap {limit} bytes" in running.log()
         key = {"api-key": KEY}
         lines = align_http(running.url("http"), np.tile(speech(20.0), 15), LYRICS, headers=key)
-        assert lines.text == LYRICS.splitlines()
+        assert texts(lines) == LYRICS.splitlines()
         # 20 s more audio than the model takes (1.28 MB) is over the cap: the proxy answers, not the model (400).
         with pytest.raises(InferenceServerException) as over:
             align_http(running.url("http"), np.tile(speech(20.0), 16), LYRICS, headers=key)
@@ -180,7 +180,7 @@ def test_tls_on_every_listener_with_a_certificate_and_key(keyed_triton, server_l
                                 headers={"triton-grpc-protocol-api-key": KEY})
         finally:
             grpc.close()
-        assert lines_of(result).text == LYRICS.splitlines()
+        assert texts(answer_of(result)) == LYRICS.splitlines()
     finally:
         assert running.stop() == 0, running.log()[-3000:]
 

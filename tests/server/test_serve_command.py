@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_server import launcher as serve
@@ -109,8 +111,15 @@ def test_overrides_render_a_linked_copy_of_the_repository(monkeypatch, tmp_path)
     assert re.search(r"max_queue_size:\s*5\b", config)
     assert (repository / serve.MODEL_NAME / "1").resolve() == (serve.CHECKOUT_REPOSITORY / serve.MODEL_NAME / "1")
     original = (serve.CHECKOUT_REPOSITORY / serve.MODEL_NAME / "config.pbtxt").read_text()
-    assert re.sub(r"count: 3|KIND_GPU|max_queue_size: 5", "", config) == re.sub(
-        r"count: 1|KIND_CPU|max_queue_size: 32", "", original)
+    # A GPU instance batches across requests: up to 32 per execute(), a 2 ms wait for a preferred batch.
+    assert re.search(r"^max_batch_size: 32$", config, re.M)
+    assert re.search(r"max_queue_delay_microseconds: 2000\n\s*preferred_batch_size: \[ 8, 16, 32 \]", config)
+    parsed = text_format.Parse(config, model_config_pb2.ModelConfig())  # Triton's own schema
+    assert (parsed.max_batch_size, list(parsed.dynamic_batching.preferred_batch_size),
+            parsed.dynamic_batching.max_queue_delay_microseconds) == (32, [8, 16, 32], 2000)
+    gpu_only = r"count: 3|KIND_GPU|max_queue_size: 5|max_batch_size: 32|: 2000\n\s*preferred_batch_size: \[[^]]*\]"
+    assert re.sub(gpu_only, "", config) == re.sub(
+        r"count: 1|KIND_CPU|max_queue_size: 32|max_batch_size: 8|: 0(?=\n)", "", original)
     # The other model of the repository is served unchanged beside it.
     assert (repository / "silero_vad").resolve() == serve.CHECKOUT_REPOSITORY / "silero_vad"
 

@@ -1,8 +1,13 @@
-"""Requests that share a dynamic batch get exactly what they get alone."""
+"""Requests that share a dynamic batch get exactly what they get alone: on the default CPU server (one forward
+pass per request) and with cross-request batching on (SOW_QWEN3_BATCHING=on: the batch's requests share forward
+passes; times are identical, confidences within the engine's stated tolerance, tests/core/test_batch_invariance.py).
+"""
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +17,38 @@ from tritonclient.utils import InferenceServerException
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 from support.audio import noise, speech
 from support.infer import MODEL, align_http, answer_of, build_inputs, http_client, outcomes_of
+from support.stopping import serving
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
+
+CONFIDENCE_TOLERANCE = 5e-3  # tests/core/test_batch_invariance.py
+
+
+@pytest.fixture(scope="module")
+def batching_server(tiny_model_dir, server_logs):
+    """The real tritonserver on the tiny checkpoint with cross-request batching on (on CPU it is off by default)."""
+    yield from serving(tiny_model_dir, server_logs, {"SOW_QWEN3_BATCHING": "on"})
+
+
+@pytest.fixture(params=["triton_server", "batching_server"])
+def server(request):
+    return request.getfixturevalue(request.param)
+
+
+def without_confidences(answer):
+    """``answer`` with its confidences set aside: (the rest, line confidences, unit confidences)."""
+    lines = tuple(replace(line, confidence=None) for line in answer.lines)
+    units = tuple(replace(unit, confidence=None) for unit in answer.units or ())
+    return (replace(answer, lines=lines, units=units), [line.confidence for line in answer.lines],
+            [unit.confidence for unit in answer.units or ()])
+
+
+def assert_as_alone(together, alone) -> None:
+    rest, line_confidence, unit_confidence = without_confidences(together)
+    alone_rest, alone_line_confidence, alone_unit_confidence = without_confidences(alone)
+    assert rest == alone_rest
+    assert line_confidence == pytest.approx(alone_line_confidence, abs=CONFIDENCE_TOLERANCE)
+    assert unit_confidence == pytest.approx(alone_unit_confidence, abs=CONFIDENCE_TOLERANCE)
 
 TEXTS = [
     "奇异恩典 何等甘甜\n我罪已得赦免",
@@ -47,18 +82,24 @@ def send_together(url: str, requests: list) -> list:
         client.close()
 
 
-def test_batched_results_equal_one_at_a_time(triton_server):
-    url = triton_server.http_url
+def test_batched_results_equal_one_at_a_time(server, request):
+    url = server.http_url
     alone = [align_http(url, audio, lyrics) for audio, lyrics in REQUESTS]
     inferred, executed = execution_counts(url)
     together = send_together(url, REQUESTS)
     inferred_after, executed_after = execution_counts(url)
     assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
-    assert together == alone
+    for outcome, expected in zip(together, alone, strict=True):
+        assert_as_alone(outcome, expected)
+    shared = [int(n) for n in re.findall(r"batched forward pass: (\d+) calls", server.log())]
+    if request.node.callspec.params["server"] == "batching_server":
+        assert shared and max(shared) >= 2, "no forward pass was shared"
+    else:
+        assert shared == [], "the CPU default shares forward passes"
 
 
-def test_bad_requests_in_a_batch_leave_the_others_intact(triton_server):
-    url = triton_server.http_url
+def test_bad_requests_in_a_batch_leave_the_others_intact(server):
+    url = server.http_url
     bad = [
         (np.zeros(0, np.float32), TEXTS[0]),
         (speech(2.0), "。。。"),
@@ -72,13 +113,13 @@ def test_bad_requests_in_a_batch_leave_the_others_intact(triton_server):
     assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
     for index, outcome in enumerate(together):
         if index in alone:
-            assert outcome == alone[index]
+            assert_as_alone(outcome, alone[index])
         else:
             assert isinstance(outcome, InferenceServerException) and outcome.status() == "400", outcome
 
 
-def test_a_bad_repeat_count_in_a_batch_leaves_the_others_intact(triton_server):
-    url = triton_server.http_url
+def test_a_bad_repeat_count_in_a_batch_leaves_the_others_intact(server):
+    url = server.http_url
     notated = (REQUESTS[4][0], "[Chorus]\n" + TEXTS[0] + "\n\n[Verse]\n如鹿切慕溪水 (x2)\n\n[Chorus]")
     absurd = (REQUESTS[5][0], "奇异恩典 ×1000")
     mixed = [REQUESTS[0], absurd, notated, absurd, REQUESTS[3]]
@@ -90,7 +131,7 @@ def test_a_bad_repeat_count_in_a_batch_leaves_the_others_intact(triton_server):
     assert len(alone[2].lines) == 6, alone[2].lines  # the chorus twice, the verse line twice
     for index, outcome in enumerate(together):
         if index in alone:
-            assert outcome == alone[index]
+            assert_as_alone(outcome, alone[index])
         else:
             assert isinstance(outcome, InferenceServerException) and outcome.status() == "400", outcome
             assert "asks for 1000 repeats" in outcome.message()

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +28,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from qwen_asr import Qwen3ForcedAligner  # noqa: E402
 from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
+from transformers import BatchFeature  # noqa: E402
 
 from sow_qwen3_contract.checkpoint import checkpoint_parameters, checkpoint_problem  # noqa: E402
 from sow_qwen3_contract.tensors import SAMPLE_RATE  # noqa: E402
 
 from .access import permission_problem  # noqa: E402
 from .alignment import Alignment, alignment_from_slots  # noqa: E402
+from .batching import BatchBudget, budget_groups, run_splitting  # noqa: E402
 from .dtype_probe import DtypeChoice, ProbeShapes, choose_cpu_dtype, measure_gflops  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
@@ -178,12 +181,46 @@ class AlignmentEngine:
             )
 
     def align(self, audio: np.ndarray, lines: list[str], language: str) -> Alignment:
-        """Time ``lines`` (non-blank, stripped) against 16 kHz mono ``audio``.
+        """Time ``lines`` (non-blank, stripped) against 16 kHz mono ``audio``: one forward pass of its own.
 
-        Raises InvalidRequest when the lines hold nothing alignable or more
-        units than the model can place; any other exception is a failure of
-        the service.
+        Raises InvalidRequest when the lines hold nothing alignable, more
+        units than the model can place, or more tokens than it takes; any
+        other exception is a failure of the service.
         """
+        prepared = self.prepare(audio, lines, language)
+        return prepared.alignment(self._forward([prepared])[0])
+
+    def align_many(self, calls: Sequence[tuple[np.ndarray, list[str], str]],
+                   budget: BatchBudget) -> list[Alignment | Exception]:
+        """``align`` of each (audio, lines, language), in batched forward passes within ``budget``.
+
+        One answer per call, in order: its Alignment, or the exception
+        ``align`` would raise for it alone (a bad call never fails the
+        others). A batch that runs out of device memory is split and run
+        again (``batching.run_splitting``). Each call's timestamp classes are
+        those it gets alone: its audio is encoded alone, its prompt padded on
+        the right with an attention mask, so its tokens' positions and
+        attention are as alone; only the matrix products' blocking differs
+        (tests/core/test_batch_invariance.py states the tolerance).
+        """
+        answers: list[Alignment | Exception | None] = [None] * len(calls)
+        ready: list[tuple[int, Prepared]] = []
+        for index, (audio, lines, language) in enumerate(calls):
+            try:
+                ready.append((index, self.prepare(audio, lines, language)))
+            except InvalidRequest as error:
+                answers[index] = error
+        sizes = [(prepared.duration, prepared.tokens) for _, prepared in ready]
+        for group in budget_groups(sizes, budget):
+            members = [ready[i] for i in group]
+            slots = run_splitting([prepared for _, prepared in members], self._forward, is_out_of_memory,
+                                  free_device_cache)
+            for (index, prepared), slot in zip(members, slots):
+                answers[index] = slot if isinstance(slot, Exception) else prepared.alignment(slot)
+        return answers  # type: ignore[return-value]
+
+    def prepare(self, audio: np.ndarray, lines: list[str], language: str) -> Prepared:
+        """One call's units and model inputs (on the CPU), checked as ``align`` checks them."""
         per_line = [self.units(line, language) for line in lines]
         units = [unit for words in per_line for unit in words]
         if not units:
@@ -194,15 +231,6 @@ class AlignmentEngine:
                 f"the model can place at most {self.max_units}"
             )
         audio = float_range_normalize(audio)
-        duration = audio.shape[0] / SAMPLE_RATE
-        slots = self._timestamp_slots(audio, units)
-        counts = [len(words) for words in per_line]
-        return alignment_from_slots(counts, units, slots.repaired_ms, slots.raw_ms, slots.confidence, duration)
-
-    @torch.inference_mode()
-    def _timestamp_slots(self, audio: np.ndarray, units: list[str]) -> TimestampSlots:
-        """Start and end (ms, interleaved) of each unit from one forward pass: argmax, the
-        softmax probability of that class, and the monotonic repair."""
         prompt = AUDIO_PROMPT + TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR
         inputs = self.aligner.processor(text=[prompt], audio=[audio], return_tensors="pt", padding=True)
         token_count = inputs["input_ids"].shape[1]
@@ -210,20 +238,80 @@ class AlignmentEngine:
             raise InvalidRequest(
                 f"audio and lyrics make {token_count} model tokens; the model takes at most {self.max_tokens}"
             )
-        inputs = inputs.to(self.device).to(self.dtype)
-        input_ids = inputs["input_ids"][0]
-        is_timestamp = input_ids == self.aligner.timestamp_token_id
+        is_timestamp = inputs["input_ids"][0] == self.aligner.timestamp_token_id
         if int(is_timestamp.sum()) != 2 * len(units):
             raise RuntimeError(f"tokenizer produced {int(is_timestamp.sum())} timestamp tokens for {len(units)} units")
+        return Prepared(units, [len(words) for words in per_line], audio.shape[0] / SAMPLE_RATE, inputs, token_count)
+
+    @torch.inference_mode()
+    def _forward(self, batch: Sequence[Prepared]) -> list[TimestampSlots]:
+        """Start and end (ms, interleaved) of each unit of each call from one forward pass: argmax, the
+        softmax probability of that class, and the monotonic repair. One call runs exactly as prepared;
+        several are padded together (``batched_inputs``)."""
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            inputs = batched_inputs([prepared.inputs for prepared in batch], self.aligner.processor.tokenizer.pad_token_id)
+            log.info("batched forward pass: %d calls, %.1f s of audio, %d padded tokens", len(batch),
+                     sum(prepared.duration for prepared in batch), inputs["input_ids"].numel())
+        inputs = inputs.to(self.device).to(self.dtype)
+        is_timestamp = inputs["input_ids"] == self.aligner.timestamp_token_id
         thinker = self.aligner.model.thinker
-        with thinker.lm_head.at(is_timestamp):
-            slot_logits = thinker(**inputs, use_cache=False).logits[0]
+        with thinker.lm_head.at(is_timestamp if len(batch) > 1 else is_timestamp[0]):
+            slot_logits = thinker(**inputs, use_cache=False).logits
+        slot_logits = slot_logits.reshape(-1, slot_logits.shape[-1])
         classes = slot_logits.argmax(dim=-1)
         # Softmax in float32 of the slots alone: 2 x units x classify_num values, no second pass.
-        confidence = torch.softmax(slot_logits.float(), dim=-1).gather(1, classes[:, None])[:, 0]
+        confidence = torch.softmax(slot_logits.float(), dim=-1).gather(1, classes[:, None])[:, 0].to("cpu").tolist()
         timestamp_ms = (classes * self.aligner.timestamp_segment_time).to("cpu").numpy()
-        return TimestampSlots(
-            raw_ms=timestamp_ms.tolist(),
-            repaired_ms=fix_timestamp(timestamp_ms),
-            confidence=confidence.to("cpu").tolist(),
-        )
+        slots, start = [], 0
+        for prepared in batch:
+            end = start + 2 * len(prepared.units)
+            own = timestamp_ms[start:end]
+            slots.append(TimestampSlots(raw_ms=own.tolist(), repaired_ms=fix_timestamp(own),
+                                        confidence=confidence[start:end]))
+            start = end
+        return slots
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One call, checked and turned into the model's inputs (CPU tensors, batch of one)."""
+
+    units: list[str]
+    counts: list[int]  # units per line
+    duration: float  # seconds of audio
+    inputs: BatchFeature
+    tokens: int  # prompt tokens, audio embeddings included
+
+    def alignment(self, slots: TimestampSlots) -> Alignment:
+        return alignment_from_slots(self.counts, self.units, slots.repaired_ms, slots.raw_ms, slots.confidence,
+                                    self.duration)
+
+
+def batched_inputs(parts: Sequence[BatchFeature], pad_token_id: int) -> BatchFeature:
+    """Single-call inputs as one batch: prompts padded on the right (attention mask 0, ``pad_token_id``), audio
+    features padded with zeros past each clip's frames (feature attention mask 0), each row otherwise its own."""
+    tokens = max(part["input_ids"].shape[1] for part in parts)
+    frames = max(part["input_features"].shape[2] for part in parts)
+
+    def right_padded(name: str, length: int, value: float) -> torch.Tensor:
+        return torch.cat([torch.nn.functional.pad(part[name], (0, length - part[name].shape[-1]), value=value)
+                          for part in parts])
+
+    return BatchFeature({
+        "input_ids": right_padded("input_ids", tokens, pad_token_id),
+        "attention_mask": right_padded("attention_mask", tokens, 0),
+        "input_features": right_padded("input_features", frames, 0.0),
+        "feature_attention_mask": right_padded("feature_attention_mask", frames, 0),
+    })
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the device running out of memory (a batch to split, not a failure)."""
+    return isinstance(error, torch.OutOfMemoryError)
+
+
+def free_device_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

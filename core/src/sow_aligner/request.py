@@ -24,7 +24,9 @@ from functools import partial
 import numpy as np
 
 from sow_qwen3_contract.quality import Thresholds
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 
+from .errors import InvalidRequest
 from .evidence import judge as service_judge
 from .languages import resolve_language
 from .lyrics import SungLyrics, sung_lines
@@ -70,16 +72,21 @@ def align_request(
     Raises InvalidRequest for a bad request; anything else is a failure.
     """
     clip = one_clip(samples)
-    seconds = check_duration(clip.shape[0], settings.max_audio_seconds)
-    lyrics = sung_lines(one_string(lyrics_text, "LYRICS") or "")
-    language = resolve_language(one_string(language_hint, "LANGUAGE"))
-    # The voiced segments come first: long songs are cut into windows in their silences.
-    segments = voice_activity(clip)
-    song = align_song(
-        clip, lyrics.lines, language, align=engine_align, segments=segments,
-        judge=judge or partial(service_judge, thresholds=thresholds), realign_passes=settings.realign_passes,
-        window_seconds=settings.window_seconds,
-    )
+    seconds = clip.shape[0] / SAMPLE_RATE
+    try:
+        check_duration(seconds, settings.max_audio_seconds)
+        lyrics = sung_lines(one_string(lyrics_text, "LYRICS") or "")
+        language = resolve_language(one_string(language_hint, "LANGUAGE"))
+        # The voiced segments come first: long songs are cut into windows in their silences.
+        segments = voice_activity(clip)
+        song = align_song(
+            clip, lyrics.lines, language, align=engine_align, segments=segments,
+            judge=judge or partial(service_judge, thresholds=thresholds), realign_passes=settings.realign_passes,
+            window_seconds=settings.window_seconds,
+        )
+    except InvalidRequest as refusal:
+        refusal.audio_seconds = seconds
+        raise
     return ResponseValues(output_values(lyrics, song, language, segments), seconds, len(lyrics.lines), song.describe())
 
 

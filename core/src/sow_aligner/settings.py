@@ -24,10 +24,14 @@ PARAMETERS: dict[str, str] = {
     "vad_model": "SOW_QWEN3_VAD_MODEL",
     "realign_passes": "SOW_QWEN3_REALIGN_PASSES",
     "window_seconds": "SOW_QWEN3_WINDOW_SECONDS",
+    "batching": "SOW_QWEN3_BATCHING",
+    "batch_audio_seconds": "SOW_QWEN3_BATCH_AUDIO_SECONDS",
+    "batch_tokens": "SOW_QWEN3_BATCH_TOKENS",
 }
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ENCODER_ATTENTION = ("windowed", "full")
+BATCHING = ("auto", "on", "off")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_REALIGN_PASSES = 10
 MIN_WINDOW_SECONDS = 10.0
@@ -50,6 +54,13 @@ class Settings:
     vad_model: str  # the Triton model asked for voiced segments; "" (set as "none") = no VAD
     realign_passes: int  # anchored re-alignment passes after the first; 0 = the single pass only
     window_seconds: float  # the longest audio aligned in one forward pass; longer audio goes in windows
+    batching: str  # cross-request batching of one execute()'s requests: "auto" (on CUDA only), "on" or "off"
+    batch_audio_seconds: float  # the most audio one batched forward pass holds
+    batch_tokens: int  # the most padded tokens (batch x longest prompt) one batched forward pass holds
+
+    def batches_on(self, device: str) -> bool:
+        """Whether an instance on ``device`` runs its requests' forward passes in shared batches."""
+        return self.batching == "on" or (self.batching == "auto" and device.startswith("cuda"))
 
 
 def raw_values(parameters: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
@@ -97,6 +108,9 @@ def resolve(parameters: Mapping[str, str], env: Mapping[str, str]) -> Settings:
         vad_model="" if values["vad_model"].lower() == "none" else values["vad_model"],
         realign_passes=int(number("realign_passes", int, 0, MAX_REALIGN_PASSES)),
         window_seconds=number("window_seconds", float, MIN_WINDOW_SECONDS),
+        batching=choice("batching", BATCHING),
+        batch_audio_seconds=number("batch_audio_seconds", float, 1.0),
+        batch_tokens=int(number("batch_tokens", int, 1)),
     )
 
 

@@ -29,7 +29,8 @@ class TimestampHead(torch.nn.Module):
     @contextmanager
     def at(self, positions: torch.Tensor) -> Iterator[None]:
         """Within the block, calls return logits of shape (batch, positions.sum(), classes) for a boolean
-        ``positions`` over the tokens, in token order. Not reentrant: one forward pass at a time."""
+        ``positions`` over the tokens (1-D), or (1, positions.sum(), classes) for one over the batch's rows and
+        tokens (2-D: row after row, each in token order). Not reentrant: one forward pass at a time."""
         self.positions = positions
         try:
             yield
@@ -39,4 +40,6 @@ class TimestampHead(torch.nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.positions is None:
             return self.head(hidden_states)
+        if self.positions.dim() == 2:
+            return self.head(hidden_states[self.positions])[None]
         return self.head(hidden_states[:, self.positions])

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from sow_qwen3_contract.tensors import SAMPLE_RATE
-
 from .errors import InvalidRequest
 from .lyrics import decode_utf8
 
@@ -32,14 +30,10 @@ def one_clip(audio: np.ndarray) -> np.ndarray:
     return clip.astype(np.float32, copy=False)
 
 
-def check_duration(samples: int, max_seconds: float) -> float:
-    """Duration in seconds of ``samples`` at 16 kHz; InvalidRequest past the limit."""
-    seconds = samples / SAMPLE_RATE
+def check_duration(seconds: float, max_seconds: float) -> None:
+    """InvalidRequest when a clip of ``seconds`` is past the limit."""
     if seconds > max_seconds:
-        raise InvalidRequest(
-            f"audio is {seconds:.2f} s long; the limit is {max_seconds:g} s"
-        )
-    return seconds
+        raise InvalidRequest(f"audio is {seconds:.2f} s long; the limit is {max_seconds:g} s")
 
 
 def one_string(values: np.ndarray | str | None, name: str) -> str | None:

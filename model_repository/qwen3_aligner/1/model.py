@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 # The aligner core, installed like any library (core/, package sow_aligner).
 from sow_aligner import settings as sow_settings
+from sow_aligner.batching import BatchBudget, Rendezvous
 from sow_aligner.errors import InvalidRequest
-from sow_aligner.request import align_request
+from sow_aligner.request import ResponseValues, align_request
 from sow_qwen3_contract.quality import Thresholds
 
 log = logging.getLogger("qwen3_aligner")
@@ -115,47 +119,73 @@ class TritonPythonModel:
             log.error("%s: loading failed: %s", self.instance_name, exc)
             raise
         self.settings = settings
+        self.batching = settings.batches_on(str(self.engine.device))
+        self.budget = BatchBudget(settings.batch_audio_seconds, settings.batch_tokens)
+        self._vad_lock = threading.Lock()
         self.metrics = AlignmentMetrics(args["model_name"], args["model_version"], self.engine.dtype_choice)
         log.info(
-            "%s: ready in %.1f s (torch threads %d, audio limit %g s, windows of %g s, %d re-alignment passes)",
+            "%s: ready in %.1f s (torch threads %d, audio limit %g s, windows of %g s, %d re-alignment passes, "
+            "cross-request batching %s)",
             self.instance_name, time.monotonic() - started, torch.get_num_threads(), settings.max_audio_seconds,
             settings.window_seconds, settings.realign_passes,
+            f"on (at most {settings.batch_audio_seconds:g} s of audio, {settings.batch_tokens} padded tokens)"
+            if self.batching else "off",
         )
 
     def execute(self, requests: list) -> list:
-        """One response per request, in order; a bad request never fails its neighbours."""
-        return [self._respond(request) for request in requests]
+        """One response per request, in order; a bad request never fails its neighbours.
 
-    def _respond(self, request) -> pb_utils.InferenceResponse:
-        started = time.monotonic()
-        request_id = request.request_id() or "-"
-        seconds, lines = 0.0, 0
+        With batching on (settings.batches_on), each request runs its request
+        path in a thread of its own and their forward passes meet in shared
+        batches (sow_aligner.batching.Rendezvous); otherwise one after
+        another. Triton's objects (input and output tensors, responses) are
+        touched in this thread only; the VAD calls (BLS) go one at a time.
+        """
+        received = [Received.of(request) for request in requests]
+        if len(received) == 1 or not self.batching:
+            results = [self._align(item, self.engine.align) for item in received]
+        else:
+            rendezvous = Rendezvous(len(received), lambda calls: self.engine.align_many(calls, self.budget))
+
+            def align(item: Received) -> Result:
+                try:
+                    return self._align(item, lambda *call: rendezvous.submit(call))
+                finally:
+                    rendezvous.leave()
+
+            with ThreadPoolExecutor(max_workers=len(received), thread_name_prefix="request") as pool:
+                results = list(pool.map(align, received))
+        return [self._respond(result) for result in results]
+
+    def _align(self, item: Received, engine_align) -> Result:
+        """The request path for one request's inputs; its values, or why it has none."""
         try:
             values = align_request(
-                pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy(),
-                _optional_input(request, "LYRICS"),
-                _optional_input(request, "LANGUAGE"),
-                engine_align=self.engine.align,
-                voice_activity=lambda clip: self._voiced_segments(clip, request_id),
+                item.audio, item.lyrics, item.language, engine_align=engine_align,
+                voice_activity=lambda clip: self._voiced_segments(clip, item.request_id),
                 settings=self.settings, thresholds=self.thresholds,
             )
-            seconds, lines = values.audio_seconds, values.lines
-            log.info("request %s: %s", request_id, values.description)
-            response = self._response(values.outputs)
-            outcome = "ok"
         except InvalidRequest as exc:
-            outcome = "bad_input"
-            response = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+            return Result(item, "bad_input", message=str(exc), audio_seconds=exc.audio_seconds)
         except Exception as exc:
-            outcome = "failed"
-            log.error("request %s: alignment failed\n%s", request_id, traceback.format_exc())
-            response = pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(f"alignment failed: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
-            )
-        self.metrics.record(outcome, seconds, lines)
+            log.error("request %s: alignment failed\n%s", item.request_id, traceback.format_exc())
+            return Result(item, "failed", message=f"alignment failed: {type(exc).__name__}: {exc}")
+        log.info("request %s: %s", item.request_id, values.description)
+        return Result(item, "ok", values=values)
+
+    def _respond(self, result: Result) -> pb_utils.InferenceResponse:
+        if result.values is not None:
+            response = self._response(result.values.outputs)
+            seconds, lines = result.values.audio_seconds, result.values.lines
+        else:
+            code = pb_utils.TritonError.INVALID_ARG if result.outcome == "bad_input" else pb_utils.TritonError.INTERNAL
+            response = pb_utils.InferenceResponse(error=pb_utils.TritonError(result.message, code))
+            seconds, lines = result.audio_seconds, 0
+        self.metrics.record(result.outcome, seconds, lines)
         log.info(
             "request %s: outcome=%s audio_s=%.2f lines=%d ms=%.0f",
-            request_id, outcome, seconds, lines, (time.monotonic() - started) * 1000,
+            result.received.request_id, result.outcome, seconds, lines,
+            (time.monotonic() - result.received.started) * 1000,
         )
         return response
 
@@ -167,6 +197,10 @@ class TritonPythonModel:
         """
         if not self.settings.vad_model:
             return None
+        with self._vad_lock:
+            return self._ask_vad(clip, request_id)
+
+    def _ask_vad(self, clip: np.ndarray, request_id: str) -> list[tuple[float, float]] | None:
         try:
             response = pb_utils.InferenceRequest(
                 model_name=self.settings.vad_model,
@@ -198,6 +232,34 @@ class TritonPythonModel:
     def finalize(self) -> None:
         log.info("%s: unloading", getattr(self, "instance_name", "qwen3_aligner"))
         self.engine = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request's inputs, read from Triton's tensors (in execute's thread)."""
+
+    request_id: str
+    started: float  # time.monotonic() when execute() took it
+    audio: np.ndarray
+    lyrics: np.ndarray | None
+    language: np.ndarray | None
+
+    @classmethod
+    def of(cls, request) -> Received:
+        return cls(request.request_id() or "-", time.monotonic(),
+                   pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy(),
+                   _optional_input(request, "LYRICS"), _optional_input(request, "LANGUAGE"))
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one request's path gave: its values ("ok"), or the error message ("bad_input", "failed")."""
+
+    received: Received
+    outcome: str
+    values: ResponseValues | None = None
+    message: str = ""
+    audio_seconds: float = 0.0  # a refused request's clip duration, when known (its log line shows it)
 
 
 def _optional_input(request, name: str):

@@ -131,17 +131,32 @@ def python_backend_dir(wheel_home: Path) -> Path:
     return backends
 
 
+# GPU instances batch across requests (settings.batching "auto"): Triton hands one execute() up to 32 requests,
+# waiting up to 2 ms for a preferred batch to form; each forward pass then keeps to the batch budget
+# (config.pbtxt's batch_audio_seconds and batch_tokens). CPU instances keep config.pbtxt's batching as written.
+GPU_MAX_BATCH_SIZE = 32
+GPU_QUEUE_DELAY_MICROSECONDS = 2000
+GPU_PREFERRED_BATCH_SIZES = (8, 16, 32)
+
+
 def render_config(text: str, instance_count: int | None, max_queue_size: int | None, instance_kind: str | None) -> str:
-    """config.pbtxt ``text`` with the instance count, queue size and instance kind replaced where given."""
+    """config.pbtxt ``text`` with the instance count, queue size and instance kind replaced where given; a GPU
+    kind also gets the GPU batching above."""
+    gpu = (instance_kind or "").lower() == "gpu"
+    preferred = ", ".join(map(str, GPU_PREFERRED_BATCH_SIZES))
     replacements = [
         (instance_count, r"(instance_group\s*\[\s*\{[^}]*?count:\s*)\d+", str),
         (max_queue_size, r"(max_queue_size:\s*)\d+", str),
         (instance_kind, r"(instance_group\s*\[\s*\{[^}]*?kind:\s*)KIND_\w+", lambda kind: f"KIND_{kind.upper()}"),
+        (GPU_MAX_BATCH_SIZE if gpu else None, r"(^max_batch_size:\s*)\d+", str),
+        (GPU_QUEUE_DELAY_MICROSECONDS if gpu else None, r"(max_queue_delay_microseconds:\s*)\d+",
+         lambda delay: f"{delay}\n  preferred_batch_size: [ {preferred} ]"),
     ]
     for value, pattern, render in replacements:
         if value is None:
             continue
-        text, count = re.subn(pattern, lambda match: match.group(1) + render(value), text, count=1, flags=re.S)
+        text, count = re.subn(pattern, lambda match: match.group(1) + render(value), text, count=1,
+                              flags=re.S | re.M)
         if count != 1:
             raise SystemExit(f"serve.py: could not set {pattern!r} in config.pbtxt")
     return text

@@ -78,14 +78,13 @@ from sow_qwen3.client import request_inputs
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_server import launcher
 from sow_qwen3_tools.forward_profile import COMPONENTS, achieved
+from sow_qwen3_tools.songs import LANGUAGE, SONGS, WARM_UP, Song, song_data
 
 from . import REPO
 
 DEFAULT_MODEL_DIR = REPO / ".cache" / "bench-real-bf16"
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
-ASSET_AUDIO = REPO / "assets" / "amazing_grace_zh.ogg"
 MODEL = "qwen3_aligner"
-LANGUAGE = "Chinese"
 WORKER = "_in_process_worker"  # argv[1] that makes this script the baseline worker
 ENGINE_WORKER = "_engine_worker"  # argv[1] that makes this script the per-component profiler
 MATMUL_ROWS = 1024  # rows of the probe pass the bench reports as the machine's matmul rate
@@ -94,64 +93,6 @@ FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "am
 # Repeats cap for songs of 300 s or more, per stock dtype (1.5-10 minutes a call in the slower one).
 LONG_SONG_REPEATS = {"float32": 1, "bfloat16": 1}
 GB = 1e9  # reports use decimal gigabytes
-
-
-@dataclass(frozen=True)
-class Song:
-    """A deterministic benchmark song: ``seconds`` of audio and ``chars`` CJK characters of lyrics."""
-
-    seconds: int
-    chars: int
-
-    @property
-    def key(self) -> str:
-        return str(self.seconds)
-
-
-SONGS = {song.key: song for song in (Song(30, 100), Song(120, 300), Song(300, 500))}
-WARM_UP = Song(10, 30)
-
-
-# ---------------------------------------------------------------- songs
-
-def song_audio(song: Song) -> np.ndarray:
-    """The asset's speech looped to ``song.seconds`` at 16 kHz, plus seeded noise (-40 dB)."""
-    from sow_qwen3_tools.perf_input import load_audio
-
-    speech = load_audio(ASSET_AUDIO)
-    looped = np.resize(speech, song.seconds * SAMPLE_RATE)
-    noise = np.random.default_rng(song.seconds).normal(0.0, 0.01, looped.size)
-    return np.clip(looped + noise, -1.0, 1.0).astype(np.float32)
-
-
-def lyric_characters() -> list[str]:
-    """The CJK characters of the tiny tokenizer's training corpus, sorted (one token each, mostly)."""
-    from sow_qwen3_tools.tiny_model import CORPUS
-
-    return sorted({ch for ch in CORPUS if "\u4e00" <= ch <= "\u9fff"})
-
-
-def line_lengths(total: int, rng: np.random.Generator) -> list[int]:
-    """Line lengths of 8-14 characters (the last ones may be a little shorter) summing to ``total``."""
-    lengths, remaining = [], total
-    while remaining > 14:
-        length = int(rng.integers(8, 15))
-        if remaining - length < 8:
-            length = remaining // 2
-        lengths.append(length)
-        remaining -= length
-    return lengths + [remaining]
-
-
-def song_lyrics(song: Song) -> str:
-    """``song.chars`` seeded CJK characters in lines of 8-14, one lyric line per text line."""
-    rng = np.random.default_rng(song.chars)
-    pool = lyric_characters()
-    return "\n".join("".join(rng.choice(pool, size=n)) for n in line_lengths(song.chars, rng))
-
-
-def song_data(song: Song) -> tuple[np.ndarray, str]:
-    return song_audio(song), song_lyrics(song)
 
 
 # ---------------------------------------------------------------- processes

@@ -68,10 +68,7 @@ from sow_qwen3_tools.bench import (
     DEFAULT_MODEL_DIR,
     DEFAULT_OUTPUT,
     GB,
-    LANGUAGE,
-    SONGS,
     Service,
-    Song,
     command_line,
     config_parameters,
     ensure_model,
@@ -79,9 +76,9 @@ from sow_qwen3_tools.bench import (
     log,
     machine_facts,
     shown_path,
-    song_data,
     write_report,
 )
+from sow_qwen3_tools.songs import LANGUAGE, SONGS, Song, song_data
 
 if TYPE_CHECKING:
     from sow_aligner.voice_activity import SegmentSettings
