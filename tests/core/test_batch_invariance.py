@@ -118,3 +118,23 @@ def test_a_batch_that_runs_out_of_memory_is_split_and_still_answers_everyone(eng
 def test_one_call_runs_exactly_as_align(engine, alone):
     (answer,) = engine.align_many([CALLS["zh-20s"]], UNLIMITED)
     assert replace(answer) == alone["zh-20s"]
+
+
+def test_a_call_that_breaks_the_forward_pass_fails_alone(engine, alone, monkeypatch):
+    """A stand-in fault: the forward pass raises for any batch holding the 3 s clip, as a service failure
+    would; that call gets the error, its neighbours their own answers."""
+    forward = engine._forward
+
+    def faulty(batch):
+        if any(abs(prepared.duration - 3.0) < 1e-9 for prepared in batch):
+            raise RuntimeError("a kernel failed (a stand-in)")
+        return forward(batch)
+
+    monkeypatch.setattr(engine, "_forward", faulty)
+    names = MIXES["all"]
+    answers = engine.align_many([CALLS[name] for name in names], UNLIMITED)
+    for name, answer in zip(names, answers):
+        if name == "zh-3s":
+            assert isinstance(answer, RuntimeError) and "a kernel failed" in str(answer)
+        else:
+            assert_as_alone(name, answer, alone[name])

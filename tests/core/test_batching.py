@@ -75,11 +75,18 @@ def test_only_the_pass_that_cannot_fit_alone_fails():
     assert isinstance(answers[1], OutOfMemory)
 
 
-def test_other_errors_are_raised_not_split():
+def test_another_failure_stays_with_its_own_call_and_frees_nothing():
+    freed = []
+
     def forward(calls):
-        raise ValueError("broken")
-    with pytest.raises(ValueError, match="broken"):
-        run_splitting(["a", "b"], forward, lambda e: isinstance(e, OutOfMemory))
+        if "poison" in calls:
+            raise ValueError("broken")
+        return [call.upper() for call in calls]
+
+    answers = run_splitting(["a", "b", "poison", "c"], forward, lambda e: isinstance(e, OutOfMemory),
+                            lambda: freed.append(1))
+    assert answers[:2] == ["A", "B"] and answers[3] == "C" and isinstance(answers[2], ValueError)
+    assert freed == []
 
 
 def run_threads(rendezvous: Rendezvous, work) -> tuple[dict, list[threading.Thread]]:

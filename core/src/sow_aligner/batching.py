@@ -8,10 +8,10 @@ Guarantees:
 * ``budget_groups`` keeps the passes in order, puts each in exactly one group,
   and keeps every group of two or more within the budget (a pass over the
   budget alone runs alone);
-* ``run_splitting`` answers every pass once, in order: a group that runs out
-  of memory is split in halves and each half run again, down to single
-  passes; a single pass that runs out of memory gets that error, and its
-  neighbours still get their answers;
+* ``run_splitting`` answers every pass once, in order: a group that fails
+  (out of memory, or any other error) is split in halves and each half run
+  again, down to single passes; a single pass that fails gets its error, and
+  its neighbours still get their answers;
 * ``Rendezvous`` runs a round as soon as every request thread still working
   waits on the aligner, and never leaves a waiting thread behind (a thread
   that ends without a pass, or with an error, leaves the round).
@@ -54,19 +54,18 @@ def budget_groups(sizes: Sequence[tuple[float, int]], budget: BatchBudget) -> li
 
 
 def run_splitting(calls: Sequence[Call], forward: Callable[[Sequence[Call]], list[Answer]],
-                  out_of_memory: Callable[[BaseException], bool],
-                  recover: Callable[[], None] = lambda: None) -> list[Answer | BaseException]:
-    """``forward(calls)``, one answer per call; on an out-of-memory error, halves run again (see the guarantees).
+                  out_of_memory: Callable[[Exception], bool],
+                  recover: Callable[[], None] = lambda: None) -> list[Answer | Exception]:
+    """``forward(calls)``, one answer per call; a failed group runs again in halves (see the guarantees).
 
     ``recover`` runs after each out-of-memory error (the engine frees its
-    cached device memory). Any other exception of ``forward`` is raised.
+    cached device memory) before the halves run.
     """
     try:
         return list(forward(calls))
-    except BaseException as error:  # noqa: BLE001 - only out-of-memory errors are handled, the rest re-raised
-        if not out_of_memory(error):
-            raise
-        recover()
+    except Exception as error:  # noqa: BLE001 - a failure is answered per call, after splitting
+        if out_of_memory(error):
+            recover()
         if len(calls) == 1:
             return [error]
     middle = len(calls) // 2

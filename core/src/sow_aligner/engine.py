@@ -196,8 +196,9 @@ class AlignmentEngine:
 
         One answer per call, in order: its Alignment, or the exception
         ``align`` would raise for it alone (a bad call never fails the
-        others). A batch that runs out of device memory is split and run
-        again (``batching.run_splitting``). Each call's timestamp classes are
+        others). A batch that fails (out of device memory, or otherwise) is
+        run again in halves (``batching.run_splitting``), so a failure stays
+        with the call that fails alone. Each call's timestamp classes are
         those it gets alone: its audio is encoded alone, its prompt padded on
         the right with an attention mask, so its tokens' positions and
         attention are as alone; only the matrix products' blocking differs
@@ -208,7 +209,7 @@ class AlignmentEngine:
         for index, (audio, lines, language) in enumerate(calls):
             try:
                 ready.append((index, self.prepare(audio, lines, language)))
-            except InvalidRequest as error:
+            except Exception as error:  # noqa: BLE001 - each call's own refusal or failure is its answer
                 answers[index] = error
         sizes = [(prepared.duration, prepared.tokens) for _, prepared in ready]
         for group in budget_groups(sizes, budget):
