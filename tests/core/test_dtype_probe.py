@@ -12,12 +12,12 @@ from sow_aligner import dtype_probe
 from sow_aligner.dtype_probe import (
     PROBE_SECONDS,
     ProbeShapes,
-    checkpoint_parameters,
     choose_cpu_dtype,
     estimated_peak_bytes,
     fastest,
     measure_gflops,
 )
+from sow_qwen3_contract.checkpoint import checkpoint_parameters
 
 GB = 10**9
 REAL_PARAMETERS = 917_728_896  # the real Qwen3-ForcedAligner-0.6B checkpoint

@@ -70,17 +70,23 @@ def to_json_data(lines: Sequence[Line], duration_seconds: float, language: str,
         "language": language,
         "duration_seconds": round(duration_seconds, 3),
         "line_count": len(lines),
-        "quality": None if quality is None else {
-            "verdict": quality.verdict,
-            "mean_voiced_fraction": known(quality.mean_voiced_fraction),
-            "flagged_lines": quality.flagged_lines,
-        },
-        "lines": [{"index": index, "text": line.text, "start": round(line.start, 3), "end": round(line.end, 3),
-                   "confidence": known(line.confidence), "voiced_fraction": known(line.voiced_fraction),
-                   "flags": list(line.flags), "pass": line.line_pass}
-                  for index, line in enumerate(lines)],
+        "quality": None if quality is None else quality_data(quality),
+        "lines": [line_data(index, line) for index, line in enumerate(lines)],
         "skipped": [{"index": item.index, "text": item.text} for item in skipped],
     }
+
+
+def quality_data(quality: SongQuality) -> dict:
+    """The JSON document's ``quality``."""
+    return {"verdict": quality.verdict, "mean_voiced_fraction": known(quality.mean_voiced_fraction),
+            "flagged_lines": quality.flagged_lines}
+
+
+def line_data(index: int, line: Line) -> dict:
+    """One entry of the JSON document's ``lines``."""
+    return {"index": index, "text": line.text, "start": round(line.start, 3), "end": round(line.end, 3),
+            "confidence": known(line.confidence), "voiced_fraction": known(line.voiced_fraction),
+            "flags": list(line.flags), "pass": line.line_pass}
 
 
 def known(value: float | None) -> float | None:

@@ -55,7 +55,12 @@ def tensor_shapes(path: Path) -> dict[str, list[int]]:
 
 def checkpoint_parameters(path: Path) -> int:
     """Number of weights in the checkpoint at ``path`` (``tensor_shapes``' errors)."""
-    return sum(math.prod(shape) for shape in tensor_shapes(path).values())
+    return parameter_count(tensor_shapes(path))
+
+
+def parameter_count(shapes: dict[str, list[int]]) -> int:
+    """Number of weights in tensors of these shapes."""
+    return sum(math.prod(shape) for shape in shapes.values())
 
 
 def checkpoint_problem(path: Path) -> str | None:

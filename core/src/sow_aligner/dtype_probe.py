@@ -27,9 +27,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-# The checkpoint's weight count, the probe's input: one counter, in the contract (re-exported here).
-from sow_qwen3_contract.checkpoint import checkpoint_parameters as checkpoint_parameters
-
 # CPU candidates. float16 is left out: CPUs have no faster path for it than
 # for bfloat16, and its range overflows where bfloat16's does not.
 CANDIDATES = ("float32", "bfloat16")

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from sow_qwen3_contract.checkpoint import HEAD_TENSOR, checkpoint_parameters, checkpoint_problem, tensor_shapes
+from sow_qwen3_contract.checkpoint import HEAD_TENSOR, checkpoint_problem, parameter_count, tensor_shapes
 
 REPO_ID = "Qwen/Qwen3-ForcedAligner-0.6B"
 DEFAULT_DEST = "/models/qwen3-forced-aligner"
@@ -55,7 +55,7 @@ def verify(dest: Path) -> str:
     if problem:
         raise VerifyError(problem)
     shapes = tensor_shapes(dest)
-    parameters = checkpoint_parameters(dest)
+    parameters = parameter_count(shapes)
     return f"{dest}: {len(shapes)} tensors, {parameters / 1e6:.1f} M parameters, {shapes[HEAD_TENSOR][0]}-class timestamp head"
 
 

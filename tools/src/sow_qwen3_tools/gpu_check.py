@@ -143,19 +143,17 @@ def song(seconds: int) -> tuple[np.ndarray, list[str]]:
     return audio, lyrics.splitlines()
 
 
-def forward_flops(engine, audio: np.ndarray, lines: Sequence[str], windowed: bool, head_rows: int | None) -> float:
-    """One forward pass's FLOPs for ``audio`` and ``lines``: the head at every token (``head_rows`` None, as
-    stock) or at the timestamp tokens only (any number, as the engine)."""
+def forward_flops(engine, audio: np.ndarray, lines: Sequence[str], windowed: bool, head_everywhere: bool) -> float:
+    """One forward pass's FLOPs for ``audio`` and ``lines``, its prompt as the engine builds it
+    (``AlignmentEngine.prepare``): the head at every token (``head_everywhere``, as stock) or at the timestamp
+    tokens only (as the engine)."""
     from sow_qwen3_tools.forward_profile import component_flops, forward_shape
 
-    units = [unit for line in lines for unit in engine.units(line, LANGUAGE)]
-    prompt = "<|audio_start|><|audio_pad|><|audio_end|>" + "<timestamp><timestamp>".join(units) + \
-        "<timestamp><timestamp>"
-    inputs = engine.aligner.processor(text=[prompt], audio=[audio], return_tensors="pt", padding=True)
-    tokens = int(inputs["input_ids"].shape[1])
-    mel_frames = int(inputs["input_features"].shape[-1])
+    prepared = engine.prepare(audio, list(lines), LANGUAGE)
+    mel_frames = int(prepared.inputs["input_features"].shape[-1])
     config = engine.aligner.model.config.thinker_config
-    shape = forward_shape(config, mel_frames, tokens, tokens if head_rows is None else 2 * len(units), windowed)
+    head_rows = prepared.tokens if head_everywhere else 2 * len(prepared.units)
+    shape = forward_shape(config, mel_frames, prepared.tokens, head_rows, windowed)
     return float(sum(component_flops(config, shape).values()))
 
 
@@ -224,7 +222,7 @@ def engine_speed(engine, device: Device, sizes: dict, batch: int) -> Speed:
     audio, lines = song(sizes["clip_seconds"])
     calls = [(audio, lines, LANGUAGE)] * batch
     seconds, peak = median_call(device, lambda: engine.align_many(calls, unlimited()), sizes["repeats"])
-    flops = batch * forward_flops(engine, audio, lines, windowed=True, head_rows=0)
+    flops = batch * forward_flops(engine, audio, lines, windowed=True, head_everywhere=False)
     return Speed("service engine, batched", batch, seconds, batch * audio.size / SAMPLE_RATE, flops, peak)
 
 
@@ -234,7 +232,7 @@ def stock_speed(reference, engine, device: Device, sizes: dict, batch: int) -> S
     text = "\n".join(lines)
     seconds, peak = median_call(
         device, lambda: reference.align([(audio, SAMPLE_RATE)] * batch, [text] * batch, LANGUAGE), sizes["repeats"])
-    flops = batch * forward_flops(engine, audio, lines, windowed=False, head_rows=None)
+    flops = batch * forward_flops(engine, audio, lines, windowed=False, head_everywhere=True)
     return Speed("stock qwen-asr, batched", batch, seconds, batch * audio.size / SAMPLE_RATE, flops, peak)
 
 

@@ -23,7 +23,7 @@ import logging
 import math
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from ..audio import load_audio
 from ..batch import QUALITY_FILE, quality_columns, read_manifest, updated_quality_csv
 from ..client import Client
 from ..errors import AlignError, BadInputError
-from ..formats import known, to_json, to_lrc
+from ..formats import known, line_data, quality_data, to_json, to_lrc
 from ..sources import fetched_audio
 from ..timings import read_timing
 from .evidence import MODEL_FLAGS, Judgement, Timed, judge
@@ -126,12 +126,18 @@ class Playable:
     def size(self) -> int:
         return self.path.stat().st_size if self.path is not None else len(self.data)
 
-    def read(self, start: int, length: int) -> bytes:
+    def chunks(self, start: int, end: int, size: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` (inclusive), in pieces of at most ``size``, the file opened once."""
         if self.path is None:
-            return self.data[start:start + length]
+            for at in range(start, end + 1, size):
+                yield self.data[at:min(at + size, end + 1)]
+            return
         with self.path.open("rb") as file:
             file.seek(start)
-            return file.read(length)
+            left = end - start + 1
+            while left > 0 and (chunk := file.read(min(size, left))):
+                left -= len(chunk)
+                yield chunk
 
 
 @dataclass
@@ -173,15 +179,18 @@ class Catalogue:
     # ------------------------------------------------------------------ queue
     def summaries(self) -> list[dict]:
         """Every song, worst first (fail, review, pass; then not yet judged), then by name."""
-        rows = [self._summary(entry) for entry in self.entries.values()]
+        recorded: dict[Path, dict[str, dict[str, str]]] = {}  # each quality.csv read once
+        rows = [self._summary(entry, recorded) for entry in self.entries.values()]
         return sorted(rows, key=lambda row: (VERDICT_RANK.get(row["verdict"], len(VERDICT_RANK)), row["name"]))
 
-    def _summary(self, entry: Entry) -> dict:
+    def _summary(self, entry: Entry, recorded: dict[Path, dict[str, dict[str, str]]]) -> dict:
         song = self._songs.get(entry.name)
         if song is not None:
             verdict, flagged = song.judgement.verdict, song.judgement.flagged_lines
         else:
-            verdict, flagged = recorded_quality(entry)
+            if entry.quality_file is not None and entry.quality_file not in recorded:
+                recorded[entry.quality_file] = quality_rows(entry.quality_file)
+            verdict, flagged = recorded_quality(entry, recorded.get(entry.quality_file, {}))
         return {"name": entry.name, "verdict": verdict, "flagged_lines": flagged, "reviewed": entry.reviewed,
                 "loaded": song is not None, "error": self._errors.get(entry.name)}
 
@@ -220,10 +229,8 @@ class Catalogue:
         except AlignError as exc:  # judged as the server does without its VAD: vad_unavailable
             segments, note = None, f"voice activity not measured: {exc}"
             log.warning("%s: %s", entry.name, note)
-        document = None
-        current = read_lines(entry.path(entry.kind))
-        if entry.kind == "json":
-            document = json.loads(entry.path("json").read_text(encoding="utf-8-sig"))
+        document = read_document(entry.path("json")) if entry.kind == "json" else None
+        current = read_lines(entry.path(entry.kind)) if document is None else document_lines(document, entry.path("json"))
         original = entry.path(entry.kind, original=True)
         baseline = read_lines(original) if original.is_file() else current
         if len(baseline) != len(current) or any(a.text != b.text for a, b in zip(baseline, current)):
@@ -421,16 +428,31 @@ class Catalogue:
 
 def read_lines(path: Path) -> tuple[Timed, ...]:
     """The timed lines of an LRC (time order, as ``check``) or of our JSON (with the aligner's evidence)."""
-    if path.suffix.lower() != ".json":
-        timing = read_timing(path).in_time_order()
-        return tuple(Timed(line.text, line.start, None) for line in timing.lines)
+    if path.suffix.lower() == ".json":
+        return document_lines(read_document(path), path)
+    timing = read_timing(path).in_time_order()
+    return tuple(Timed(line.text, line.start, None) for line in timing.lines)
+
+
+def read_document(path: Path) -> dict:
+    """Our JSON document in ``path``; BadInputError when it cannot be read as one."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path} is not a usable sow-qwen3 JSON file: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadInputError(f"{path} is not a usable sow-qwen3 JSON file: not a JSON object")
+    return document
+
+
+def document_lines(document: dict, path: Path) -> tuple[Timed, ...]:
+    """The timed lines of our JSON ``document`` (read from ``path``), with the aligner's evidence."""
+    try:
         return tuple(Timed(str(line["text"]), float(line["start"]), float(line["end"]),
                            None if line.get("confidence") is None else float(line["confidence"]),
                            tuple(code for code in line.get("flags") or () if code in MODEL_FLAGS))
-                     for line in data["lines"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+                     for line in document["lines"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadInputError(f"{path} is not a usable sow-qwen3 JSON file: {exc}") from None
 
 
@@ -439,25 +461,30 @@ def updated_document(document: dict, lines: Sequence[Timed], judgement: Judgemen
     old_lines = document.get("lines") or []
     new_lines = []
     for index, (line, judged) in enumerate(zip(lines, judgement.lines)):
-        old = old_lines[index] if index < len(old_lines) else {}
-        data = {"index": index, "text": line.text, "start": round(line.start, 3), "end": round(judged.end, 3),
-                "confidence": known(line.confidence), "voiced_fraction": known(judged.voiced_fraction),
-                "flags": list(judged.flags), "pass": old.get("pass")}
+        line_pass = (old_lines[index] if index < len(old_lines) else {}).get("pass")
+        data = line_data(index, Line(line.text, line.start, judged.end, line.confidence, judged.voiced_fraction,
+                                     judged.flags, line_pass))
         if line.edited:
             data["edited"] = True
         new_lines.append(data)
-    quality = {"verdict": judgement.verdict, "mean_voiced_fraction": known(judgement.mean_voiced_fraction),
-               "flagged_lines": judgement.flagged_lines}
-    return {**document, "quality": quality, "lines": new_lines}
+    return {**document, "quality": quality_data(judgement.quality), "lines": new_lines}
 
 
-def recorded_quality(entry: Entry) -> tuple[str | None, int | None]:
-    """The verdict and flagged lines the song's files record (quality.csv, else the JSON), before it is loaded."""
-    if entry.quality_file is not None and entry.quality_file.is_file():
-        for row in csv.DictReader(io.StringIO(entry.quality_file.read_text(encoding="utf-8"))):
-            if row.get("name") == entry.name and row.get("verdict") in VERDICT_RANK:
-                flagged = row.get("flagged_lines", "")
-                return row["verdict"], int(flagged) if flagged.isdigit() else None
+def quality_rows(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of a quality.csv by song name ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    return {row["name"]: row for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+            if row.get("name")}
+
+
+def recorded_quality(entry: Entry, rows: dict[str, dict[str, str]]) -> tuple[str | None, int | None]:
+    """The verdict and flagged lines the song's files record (its row of quality.csv, ``rows``, else the JSON),
+    before it is loaded."""
+    row = rows.get(entry.name, {})
+    if row.get("verdict") in VERDICT_RANK:
+        flagged = row.get("flagged_lines", "")
+        return row["verdict"], int(flagged) if flagged.isdigit() else None
     if entry.kind == "json":
         try:
             quality = json.loads(entry.path("json").read_text(encoding="utf-8-sig")).get("quality") or {}

@@ -260,10 +260,5 @@ class ReviewHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        position = start
-        while position <= end:
-            chunk = playable.read(position, min(CHUNK_BYTES, end - position + 1))
-            if not chunk:
-                break
+        for chunk in playable.chunks(start, end, CHUNK_BYTES):
             self.wfile.write(chunk)
-            position += len(chunk)
