@@ -1,10 +1,7 @@
 """Batch invariance of the engine's batched forward passes (``AlignmentEngine.align_many``), in-process on CPU in
 float32 with the tiny informative checkpoint: each call's timestamp classes are exactly those it gets alone,
-whatever it is batched with; its confidences agree within CONFIDENCE_TOLERANCE; a bad call gets its own error.
-
-The tolerance: the informative checkpoint's head scores class k as 2k*s(h) - k^2, so its logits reach the
-thousands and float rounding of the padded rows' attention (a masked kernel instead of the causal one) moves
-a softmax probability by up to about 2e-3 (measured); timestamps, the classes, do not move.
+whatever it is batched with; its confidences agree within CONFIDENCE_TOLERANCE (support.batch_invariance says
+why there is one); a bad call gets its own error.
 """
 from __future__ import annotations
 
@@ -19,8 +16,8 @@ from sow_aligner.engine import AlignmentEngine
 from sow_aligner.errors import InvalidRequest
 from sow_qwen3_server import launcher
 from support.audio import REPO, noise, speech
+from support.batch_invariance import CONFIDENCE_TOLERANCE
 
-CONFIDENCE_TOLERANCE = 5e-3
 ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
 EN = ["Amazing grace how sweet the sound", "That saved a wretch like me"]
 CALLS = {

@@ -16,18 +16,18 @@ from tritonclient.utils import InferenceServerException
 
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 from support.audio import noise, speech
+from support.batch_invariance import CONFIDENCE_TOLERANCE
 from support.infer import MODEL, align_http, answer_of, build_inputs, http_client, outcomes_of
 from support.stopping import serving
 
 pytestmark = pytest.mark.server  # needs the real tritonserver
 
-CONFIDENCE_TOLERANCE = 5e-3  # tests/core/test_batch_invariance.py
-
 
 @pytest.fixture(scope="module")
 def batching_server(tiny_model_dir, server_logs):
-    """The real tritonserver on the tiny checkpoint with cross-request batching on (on CPU it is off by default)."""
-    yield from serving(tiny_model_dir, server_logs, {"SOW_QWEN3_BATCHING": "on"})
+    """The real tritonserver on the tiny checkpoint with cross-request batching on (on CPU it is off by default),
+    in float32: the dtype support.batch_invariance's tolerance is stated for (auto may choose bfloat16)."""
+    yield from serving(tiny_model_dir, server_logs, {"SOW_QWEN3_BATCHING": "on", "SOW_QWEN3_DTYPE": "float32"})
 
 
 @pytest.fixture(params=["triton_server", "batching_server"])

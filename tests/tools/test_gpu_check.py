@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from support.audio import REPO
+from support.batch_invariance import CONFIDENCE_TOLERANCE
 
 pytestmark = pytest.mark.server  # step 6 starts the real tritonserver
 
@@ -29,7 +30,7 @@ def test_the_quick_check_on_cpu_reports_parity_invariance_and_speed(tmp_path):
     invariance = re.search(r"(\d+) calls of mixed lengths in one batched pass against each alone: (\d+)/(\d+) unit "
                            r"times identical \(100\.0 %\), confidences within ([\d.e-]+)\.", report)
     assert invariance and int(invariance.group(1)) == 4 and invariance.group(2) == invariance.group(3)
-    assert float(invariance.group(4)) <= 5e-3  # tests/core/test_batch_invariance.py's tolerance
+    assert float(invariance.group(4)) <= CONFIDENCE_TOLERANCE
     speeds = re.findall(r"^\| (service engine|stock qwen-asr), batched \| (\d+) \| ([\d.]+) \| ([\d.]+) \|", report, re.M)
     assert [(what, int(batch)) for what, batch, _, _ in speeds] == [
         ("service engine", 1), ("service engine", 2), ("stock qwen-asr", 1), ("stock qwen-asr", 2)]
