@@ -194,9 +194,23 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
         else:
             todo.put(song)
     pending = summary.total - summary.skipped
-    results: queue.SimpleQueue[tuple[Song, str | None, str, SongQuality | None]] = queue.SimpleQueue()
+    finished = threading.Condition()  # guards summary and progress; notified as each song is recorded
     stop = threading.Event()
     partials = PartialFiles()
+
+    def record(song: Song, error: str | None, note: str, quality: SongQuality | None) -> None:
+        """Count one song, in the thread that aligned it, before that thread takes another: a result
+        is never in flight between threads when Ctrl-C lands. After the interrupt nothing is counted."""
+        with finished:
+            if summary.interrupted:
+                return
+            if error is None:
+                summary.aligned += 1
+                summary.qualities[song.name] = quality
+            else:
+                summary.failures.append((song, error))
+            progress.song(song, error, note)
+            finished.notify()
 
     def work() -> None:
         while not stop.is_set():
@@ -210,35 +224,27 @@ def run_batch(client: Client, songs: list[Song], out_dir: Path, *, concurrency: 
                 if stop.is_set():
                     return
                 write_atomically(song.output(out_dir, format), result.content, partials)
-                results.put((song, None, f"{result.line_count} lines in {time.monotonic() - started:.1f} s, "
-                                         f"{result.quality.verdict}", result.quality))
             except Exception as exc:  # one song's failure, foreseen or not, must not stop the others
                 if stop.is_set():
                     return  # interrupted meanwhile (WriteAbandoned, say): the song is abandoned, not failed
                 unforeseen = "" if isinstance(exc, AlignError) else "unexpected "
-                results.put((song, f"{unforeseen}{type(exc).__name__}: {exc}", "", None))
+                record(song, f"{unforeseen}{type(exc).__name__}: {exc}", "", None)
+            else:
+                record(song, None, f"{result.line_count} lines in {time.monotonic() - started:.1f} s, "
+                                   f"{result.quality.verdict}", result.quality)
 
+    progress.draw()
     # Daemon threads: after Ctrl-C the process exits without waiting for requests in flight.
     for index in range(min(concurrency, pending)):
         threading.Thread(target=work, name=f"align-{index}", daemon=True).start()
-    def record(song: Song, error: str | None, note: str, quality: SongQuality | None) -> None:
-        if error is None:
-            summary.aligned += 1
-            summary.qualities[song.name] = quality
-        else:
-            summary.failures.append((song, error))
-        progress.song(song, error, note)
-
-    progress.draw()
     try:
-        for _ in range(pending):
-            record(*results.get())
+        with finished:
+            finished.wait_for(lambda: summary.finished == summary.total)
     except KeyboardInterrupt:
         stop.set()
         partials.remove_all()  # writes still in progress never finish: leave no .partial behind
-        summary.interrupted = True
-        while not results.empty():  # songs that finished before the interrupt was seen
-            record(*results.get_nowait())
+        with finished:
+            summary.interrupted = True
     progress.close()
     if summary.qualities:
         write_quality_csv(out_dir / QUALITY_FILE, summary.qualities)
