@@ -7,7 +7,9 @@ folder the wheels ``scripts/gpu_wheels.sh`` put in ``.whl/`` (no dependencies
 fetched, nothing replaced in the machine's environment), then runs again with
 that folder and the project's own packages of this checkout (their ``src``
 folders, as the editable install of requirements/dev.txt has them) first on
-PYTHONPATH.
+PYTHONPATH. numpy goes into a folder of its own that only the Triton server
+gets first on its path (``--server-path``): the 2.51 Python backend needs
+numpy<2, while the in-process steps keep the machine's numpy.
 """
 import importlib.util
 import os
@@ -18,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".whl"
 SITE = Path(os.environ.get("SOW_QWEN3_GPU_SITE", "/tmp/sow-qwen3-gpu-site"))
+SERVER_SITE = SITE.with_name(f"{SITE.name}-server")  # numpy<2, for the Triton server alone
 PACKAGES = ("contract", "core", "server", "tools")
 READY = "SOW_QWEN3_GPU_SITE_READY"  # set for the second run, so that it never installs again
 
@@ -32,11 +35,15 @@ def install_and_run_again() -> int:
         print(f"gpu_check.py: qwen-asr or the project's packages are missing and {WHEELS} holds no wheels: "
               "run scripts/gpu_wheels.sh where PyPI is reachable, or install requirements/dev.txt", file=sys.stderr)
         return 2
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
-                    "--upgrade", "--target", str(SITE), *map(str, wheels)], check=True)
+    server_only = [wheel for wheel in wheels if wheel.name.startswith("numpy-")]
+    for target, group in ((SITE, [wheel for wheel in wheels if wheel not in server_only]), (SERVER_SITE, server_only)):
+        if group:
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+                            "--no-compile", "--upgrade", "--target", str(target), *map(str, group)], check=True)
     sources = [str(REPO / package / "src") for package in PACKAGES]
     path = os.pathsep.join(filter(None, (str(SITE), *sources, os.environ.get("PYTHONPATH"))))
-    return subprocess.run([sys.executable, *sys.argv], env={**os.environ, "PYTHONPATH": path, READY: "1"}).returncode
+    again = [sys.executable, *sys.argv, *(["--server-path", str(SERVER_SITE)] if server_only else [])]
+    return subprocess.run(again, env={**os.environ, "PYTHONPATH": path, READY: "1"}).returncode
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-.whl}"
 # qwen-asr and what it imports (nagisa and soynlp split Japanese and Korean; librosa, soundfile
-# and soxr load audio); transformers 4.57 with the hub and tokenizers it accepts; accelerate.
+# and soxr load audio); transformers 4.57 with the hub and tokenizers it accepts; accelerate;
+# for the Triton step: nvidia-pytriton (tritonserver 2.51 and its Python backend), tritonclient
+# 2.51 (perf_analyzer) and numpy 1.26 (the 2.51 Python backend breaks on numpy 2's BYTES tensors).
 names=(qwen-asr transformers huggingface-hub tokenizers accelerate nagisa dyNET38 soynlp librosa audioread pooch
-       soundfile soxr sox pytz)
+       soundfile soxr sox pytz silero-vad nvidia-pytriton tritonclient numpy)
 pin() {  # the version constraints.txt pins for $1 (names compare case-insensitively, - and _ alike)
   local wanted
   wanted="$(tr 'A-Z_' 'a-z-' <<<"$1")"
@@ -32,7 +34,8 @@ for name in "${names[@]}"; do
     continue
   fi
   "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+    --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux_2_5_x86_64 \
     -d "$out" "$spec"
 done

@@ -37,9 +37,13 @@ except metadata.PackageNotFoundError as exc:
 if client.version != "2.51.0":
     fail(f"tritonclient {client.version} is installed; its perf_analyzer is missing or needs glibc 2.38 "
          "(install tritonclient==2.51.0, with --no-deps in another environment if need be)")
-binary = next((f.locate().resolve() for f in client.files or [] if f.name == "perf_analyzer"), None)
+# Where the wheel's RECORD says it is, or (an install with pip --target, whose RECORD still points outside
+# the folder) in the folder's own bin/.
+places = [f.locate() for f in client.files or [] if f.name == "perf_analyzer"]
+places.append(client.locate_file("bin/perf_analyzer"))
+binary = next((place.resolve() for place in places if place.is_file()), None)
 libs = pytriton.locate_file("nvidia_pytriton.libs")
-if binary is None or not binary.is_file():
+if binary is None:
     fail("the tritonclient 2.51.0 wheel installed here has no perf_analyzer binary (Linux x86_64 only)")
 if not libs.is_dir():
     fail(f"{libs} is missing: the nvidia-pytriton wheel (Linux x86_64) provides libb64 and libcudart")

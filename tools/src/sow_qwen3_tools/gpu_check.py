@@ -51,8 +51,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -264,8 +265,8 @@ class Served:
     requests_per_execute: float
 
 
-def through_triton(model_dir: Path, device: Device, dtype: str, sizes: dict,
-                   scratch: Path) -> tuple[list[Served], str]:
+def through_triton(model_dir: Path, device: Device, dtype: str, sizes: dict, scratch: Path,
+                   server_path: str | None = None) -> tuple[list[Served], str]:
     """Step 6: (one row per concurrency level, a note); no rows and the reason where Triton cannot run here."""
     import csv
     import importlib.util
@@ -284,6 +285,8 @@ def through_triton(model_dir: Path, device: Device, dtype: str, sizes: dict,
     data.write_text(json.dumps(perf_input.input_data(audio, "\n".join(lines), LANGUAGE)))
     env = {"SOW_QWEN3_DTYPE": dtype, "SOW_QWEN3_MAX_QUEUE": str(2 * max(sizes["concurrency"]))}
     env.update({"SOW_QWEN3_INSTANCE_KIND": "gpu"} if device.cuda else {"SOW_QWEN3_BATCHING": "on"})
+    if server_path:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (server_path, os.environ.get("PYTHONPATH"))))
     logs = scratch / "server-logs"
     logs.mkdir(exist_ok=True)
     server = start_server(model_dir, logs, env=env, timeout=600)
@@ -371,30 +374,49 @@ def evidence_rows(evidence: Evidence) -> list[str]:
                    f"%), confidences within {batched.max_confidence_difference:.2g}.", ""]
 
 
-def render(facts: str, dtype: str, quick: bool, evidence: list[Evidence], speeds: list[Speed],
-           matmul: float, served: list[Served], served_note: str) -> str:
-    rows = [f"### GPU check ({'quick' if quick else 'full'}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
-            f"- command: `{' '.join(['scripts/gpu_check.py', *sys.argv[1:]])}`",
-            f"- machine: {facts}",
-            f"- dtype {dtype}; matrix product rate of this device in it: {matmul:.1f} TFLOP/s", ""]
-    for item in evidence:
-        rows += evidence_rows(item)
-    rows += [f"In-process speed on {evidence[-1].checkpoint.split(';')[0]} (median of the repeats, one warm-up "
-             "first):", "",
-             "| what | batch | s per call | audio-s/s | TFLOP/s | of the matmul rate | peak memory GiB |",
-             "|---|---|---|---|---|---|---|"]
-    rows += [f"| {s.what} | {s.batch} | {s.seconds:.3f} | {s.audio_per_second:.1f} | {s.tflops:.3g} | "
-             f"{100 * s.tflops / matmul:.1f} % | {gib(s.peak_bytes)} |" for s in speeds]
-    rows += ["", f"Through Triton and perf_analyzer (one {evidence[-1].checkpoint.split(';')[0]} request per "
-             f"stream at a time): {served_note}.", ""]
-    if served:
-        rows += ["audio-s/s is perf_analyzer's Inferences/Second times the clip's length (its --request-count mode "
-                 "reads low on runs of a second or two).", "",
-                 "| concurrency | audio-s/s | p50 latency ms | requests per execute() |", "|---|---|---|---|"]
-        rows += [f"| {row.concurrency} | {row.audio_per_second:.1f} | {row.p50_ms:.0f} | {row.requests_per_execute:.2f} |"
-                 for row in served]
-        rows.append("")
-    return "\n".join(rows)
+@dataclass
+class Report:
+    """What the check has found so far; ``render`` writes it whole or in part (a step that failed says so)."""
+
+    facts: str
+    dtype: str
+    quick: bool
+    evidence: list[Evidence] = field(default_factory=list)
+    matmul: float | None = None
+    speeds: list[Speed] = field(default_factory=list)
+    served: list[Served] = field(default_factory=list)
+    served_note: str = "not run yet"
+    failures: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        rate = "not measured" if self.matmul is None else f"{self.matmul:.1f} TFLOP/s"
+        rows = [f"### GPU check ({'quick' if self.quick else 'full'}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
+                f"- command: `{' '.join(['scripts/gpu_check.py', *sys.argv[1:]])}`",
+                f"- machine: {self.facts}",
+                f"- dtype {self.dtype}; matrix product rate of this device in it: {rate}", ""]
+        for item in self.evidence:
+            rows += evidence_rows(item)
+        timed = self.evidence[-1].checkpoint.split(";")[0] if self.evidence else "the last checkpoint"
+        if self.speeds:
+            rows += [f"In-process speed on {timed} (median of the repeats, one warm-up first):", "",
+                     "| what | batch | s per call | audio-s/s | TFLOP/s | of the matmul rate | peak memory GiB |",
+                     "|---|---|---|---|---|---|---|"]
+            rows += [f"| {s.what} | {s.batch} | {s.seconds:.3f} | {s.audio_per_second:.1f} | {s.tflops:.3g} | "
+                     f"{'-' if self.matmul is None else f'{100 * s.tflops / self.matmul:.1f} %'} | "
+                     f"{gib(s.peak_bytes)} |" for s in self.speeds]
+            rows.append("")
+        rows += [f"Through Triton and perf_analyzer (one {timed} request per stream at a time): "
+                 f"{self.served_note}.", ""]
+        if self.served:
+            rows += ["audio-s/s is perf_analyzer's Inferences/Second times the clip's length (its --request-count "
+                     "mode reads low on runs of a second or two).", "",
+                     "| concurrency | audio-s/s | p50 latency ms | requests per execute() |", "|---|---|---|---|"]
+            rows += [f"| {row.concurrency} | {row.audio_per_second:.1f} | {row.p50_ms:.0f} | "
+                     f"{row.requests_per_execute:.2f} |" for row in self.served]
+            rows.append("")
+        if self.failures:
+            rows += ["Steps that failed:", "", *(f"- {failure}" for failure in self.failures), ""]
+        return "\n".join(rows)
 
 
 def checkpoints(options: argparse.Namespace, scratch: Path) -> list[tuple[Path, str]]:
@@ -432,11 +454,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes: the tiny checkpoint, short clips")
     parser.add_argument("--dtype", help="default: bfloat16 on CUDA, float32 on CPU")
     parser.add_argument("--model-dir", type=Path, help="a checkpoint to use instead of building one")
-    parser.add_argument("--output", type=Path, help="also write the report here")
+    parser.add_argument("--output", type=Path, help="also write the report here (after every step)")
+    parser.add_argument("--server-path", help="folders put first on the Triton server's PYTHONPATH only (the "
+                        "numpy<2 the 2.51 Python backend needs, where the machine's own numpy is 2)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the steps in order; the report is written to ``--output`` after each one, so a check cut off by a
+    time limit still leaves what it measured. A step that raises is reported and the steps that do not depend on
+    it go on; the exit status is then 1."""
     options = parse_args(argv)
     device = Device(options.device)
     if device.cuda and not device.torch.cuda.is_available():
@@ -444,20 +471,52 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dtype = options.dtype or ("bfloat16" if device.cuda else "float32")
     sizes = QUICK if options.quick else FULL
+    report = Report(machine(device), dtype, options.quick)
+
+    def save() -> None:
+        if options.output:
+            options.output.parent.mkdir(parents=True, exist_ok=True)
+            options.output.write_text(report.render(), encoding="utf-8")
+
+    def step(name: str, call: Callable[..., object], *args: object) -> object | None:
+        try:
+            return call(*args)
+        except Exception as exc:  # the report says which step broke and how; the others still run
+            report.failures.append(f"{name}: {type(exc).__name__}: {str(exc)[-1500:]}")
+            print(f"gpu_check: {name} failed", file=sys.stderr)
+            traceback.print_exc()
+            return None
+        finally:
+            save()
+            print(f"gpu_check: {name} done at {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    engine = reference = model_dir = None
     with tempfile.TemporaryDirectory(prefix="sow-qwen3-gpu-check-") as scratch:
-        evidence = []
         for model_dir, description in checkpoints(options, Path(scratch)):
-            found, engine, reference = check_evidence(model_dir, description, options, dtype, sizes, device)
-            evidence.append(found)
-        matmul = matmul_tflops(device, dtype, sizes["matmul"])
-        speeds = [engine_speed(engine, device, sizes, batch) for batch in sizes["batches"]]
-        speeds += [stock_speed(reference, engine, device, sizes, batch) for batch in sizes["batches"]]
+            found = step(f"parity and batch invariance on {description}", check_evidence, model_dir, description,
+                         options, dtype, sizes, device)
+            if found is not None:
+                evidence, engine, reference = found
+                report.evidence.append(evidence)
+        report.matmul = step("matrix product rate", matmul_tflops, device, dtype, sizes["matmul"])
+        if engine is not None:
+            timings = [(f"engine speed, batch {batch}", engine_speed, engine, device, sizes, batch)
+                       for batch in sizes["batches"]]
+            timings += [(f"stock speed, batch {batch}", stock_speed, reference, engine, device, sizes, batch)
+                        for batch in sizes["batches"]]
+            for name, call, *args in timings:
+                speed = step(name, call, *args)
+                if speed is not None:
+                    report.speeds.append(speed)
         del engine, reference
         free_device_memory(device)
-        served, served_note = through_triton(model_dir, device, dtype, sizes, Path(scratch))
-    report = render(machine(device), dtype, options.quick, evidence, speeds, matmul, served, served_note)
-    print(report)
-    if options.output:
-        options.output.parent.mkdir(parents=True, exist_ok=True)
-        options.output.write_text(report, encoding="utf-8")
-    return 0
+        served = step("through Triton", through_triton, model_dir, device, dtype, sizes, Path(scratch),
+                      options.server_path)
+        if served is not None:
+            report.served, report.served_note = served
+        else:
+            report.served_note = "failed (below)"
+        save()
+    print(report.render())
+    return 1 if report.failures else 0
