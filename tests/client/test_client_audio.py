@@ -8,6 +8,7 @@ import pytest
 
 from sow_qwen3 import BadInputError
 from sow_qwen3.audio import load_audio
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from support.audio import speech, write_clip
 
 
@@ -33,7 +34,7 @@ def test_stereo_is_mixed_down_and_resampled(tmp_path: Path, rate: int):
 
 
 def test_samples_are_clipped_to_the_unit_range(tmp_path: Path):
-    loud = np.full(16000, 0.9, dtype=np.float32)
+    loud = np.full(SAMPLE_RATE, 0.9, dtype=np.float32)
     loud[::7] = 1.0
     decoded = load_audio(write_clip(tmp_path / "loud.ogg", loud, rate=44100), 300)
     assert np.max(np.abs(decoded)) <= 1.0

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sow_qwen3.audio import load_audio
+from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_tools.local_server import free_ports, start_server
 from support.audio import noise, speech, write_clip
 from support.checkpoints import broken_copy, fails_inside_inference
@@ -203,7 +204,7 @@ def test_batch_aligns_a_catalogue_and_reports_failures(env, s3_store, http_files
     songs.mkdir()
     first = s3_store.put("batch/first.flac", write_clip(songs / "first.flac", speech(5.0), rate=44100, channels=2))
     second = http_files.add(write_clip(songs / "second.ogg", speech(4.0), rate=22050), "batch-second.ogg")
-    write_clip(songs / "third.wav", noise(3.0, seed=4), rate=16000)
+    write_clip(songs / "third.wav", noise(3.0, seed=4), rate=SAMPLE_RATE)
     (songs / "lyrics.txt").write_text(LYRICS, encoding="utf-8")
     manifest = write_manifest(songs / "catalogue.csv", ["source", "lyrics", "language", "name"], [
         [first, "lyrics.txt", "Chinese", ""],
@@ -249,7 +250,7 @@ def test_batch_resumes_after_an_interrupted_run(env, http_files, tmp_path, lyric
     folder = tmp_path / "songs"
     folder.mkdir()
     (folder / "lyrics.txt").write_text(LYRICS, encoding="utf-8")
-    urls = [http_files.add(write_clip(folder / f"resume-{index}.wav", speech(3.0 + index), rate=16000))
+    urls = [http_files.add(write_clip(folder / f"resume-{index}.wav", speech(3.0 + index), rate=SAMPLE_RATE))
             for index in range(3)]
     manifest = folder / "catalogue.tsv"
     manifest.write_text("".join(f"{url}\tlyrics.txt\n" for url in urls), encoding="utf-8")  # TSV, no header

@@ -37,7 +37,7 @@ def test_duration_matches_the_decoder_and_reads_little(tmp_path: Path, suffix: s
 
 
 def test_wav_with_a_large_chunk_before_the_samples(tmp_path: Path):
-    path = write_clip(tmp_path / "clip.wav", noise(4.0, seed=1), 16000)
+    path = write_clip(tmp_path / "clip.wav", noise(4.0, seed=1), SAMPLE_RATE)
     data = path.read_bytes()
     junk = b"JUNK" + (50_000).to_bytes(4, "little") + bytes(50_000)
     patched = data[:12] + junk + data[12:]

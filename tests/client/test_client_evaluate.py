@@ -174,3 +174,18 @@ def test_cli_eval_folder_exit_codes(tmp_path):
     bad = subprocess.run([SOW_QWEN3, "eval", str(hyp), str(ref)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 3 and "two: " in bad.stderr
     assert bad.stdout.splitlines()[-1].split()[:2] == ["pooled", "2"]  # song "one" still reported
+
+
+def test_a_reviewed_folder_evaluates_each_song_once_from_its_json(tmp_path):
+    # The review saves NAME.json and NAME.lrc and keeps the aligner's output as NAME.orig.json: one song, read
+    # from its JSON (the LRC has fewer decimals and no evidence), the .orig copy no song of its own.
+    hyp, ref = folders(tmp_path)
+    def timed(start: float) -> str:
+        return json.dumps({"version": 2, "lines": [{"index": 0, "text": "c", "start": start, "end": start + 1}]})
+    (hyp / "two.json").write_text(timed(11.0), encoding="utf-8")
+    (hyp / "two.orig.json").write_text(timed(30.0), encoding="utf-8")
+    write_lrc(hyp / "two.orig.lrc", [(30.0, "c")])
+    result = evaluate_folders(hyp, ref)
+    assert [(song.name, song.hypothesis.name) for song in result.songs] == [("one", "one.lrc"), ("two", "two.json")]
+    assert [pair.error for pair in result.songs[1].report.pairs] == [1.0]
+    assert result.missing_reference == ("only-hyp",)

@@ -78,3 +78,13 @@ def test_a_bad_number_in_the_environment_names_the_variable(monkeypatch, value, 
     monkeypatch.setenv("SOW_QWEN3_TIMEOUT", value)
     with pytest.raises(ValueError, match=f"SOW_QWEN3_TIMEOUT.*{message}"):
         Client()
+
+
+def test_the_audio_limit_stops_at_the_servers_ceiling(monkeypatch):
+    # MAX_AUDIO_SECONDS means one thing: a limit, which no server raises past MAX_AUDIO_SECONDS_CEILING.
+    from sow_qwen3_contract.limits import MAX_AUDIO_SECONDS_CEILING
+
+    assert Client(max_audio_seconds=MAX_AUDIO_SECONDS_CEILING).max_audio_seconds == MAX_AUDIO_SECONDS_CEILING
+    monkeypatch.setenv("SOW_QWEN3_MAX_AUDIO_SECONDS", str(MAX_AUDIO_SECONDS_CEILING + 1))
+    with pytest.raises(ValueError, match="SOW_QWEN3_MAX_AUDIO_SECONDS.*901 s; no server aligns more than 900 s"):
+        Client()

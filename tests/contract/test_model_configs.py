@@ -46,3 +46,10 @@ def test_silero_vad_declares_the_contract_outputs():
 def test_the_config_names_its_model(model):
     text = (REPOSITORY / model / "config.pbtxt").read_text(encoding="utf-8")
     assert re.search(rf'^name:\s*"{model}"', text, re.M)
+
+
+def test_the_shipped_thresholds_are_config_pbtxts():
+    from sow_qwen3_contract.quality import SHIPPED_THRESHOLDS
+    from support.song import config_thresholds
+
+    assert SHIPPED_THRESHOLDS == config_thresholds()

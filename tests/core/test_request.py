@@ -92,12 +92,12 @@ def test_without_voice_activity_the_voiced_outputs_are_empty_and_the_lines_say_s
 
 
 @pytest.mark.parametrize("samples, lyrics, language, message", [
-    (np.zeros((2, 16000), np.float32), LYRICS, None, "AUDIO must have shape"),
-    (np.full((1, 16000), np.nan, np.float32), LYRICS, None, "non-finite"),
+    (np.zeros((2, SAMPLE_RATE), np.float32), LYRICS, None, "AUDIO must have shape"),
+    (np.full((1, SAMPLE_RATE), np.nan, np.float32), LYRICS, None, "non-finite"),
     (np.zeros((1, 5 * SAMPLE_RATE), np.float32), LYRICS, None, "the limit is 4 s"),
-    (np.zeros((1, 16000), np.float32), None, None, "LYRICS"),
-    (np.zeros((1, 16000), np.float32), "[Chorus]\n(x2)", None, "no line to sing"),
-    (np.zeros((1, 16000), np.float32), LYRICS, "Klingon", "Klingon"),
+    (np.zeros((1, SAMPLE_RATE), np.float32), None, None, "LYRICS"),
+    (np.zeros((1, SAMPLE_RATE), np.float32), "[Chorus]\n(x2)", None, "no line to sing"),
+    (np.zeros((1, SAMPLE_RATE), np.float32), LYRICS, "Klingon", "Klingon"),
 ])
 def test_a_bad_request_is_refused_before_the_vad_or_the_model_runs(samples, lyrics, language, message):
     vad, align = CountingVad(SEGMENTS), RecordingAlign(even_timing(0.9))

@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("timing_file", metavar="LRC_OR_JSON", nargs="?", help="one song: its NAME.lrc or NAME.json")
     review.add_argument("--out-dir", metavar="DIR", help="the align-batch output folder of the manifest's songs")
     review.add_argument("--language", help="language to re-align in (default: the JSON's, else Chinese)")
-    review.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    review.add_argument("--host", default="127.0.0.1", type=_listen_address,
+                        help="address to listen on (default 127.0.0.1, this machine only)")
     review.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     review.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
     review.set_defaults(run=cmd_review)
@@ -315,6 +316,15 @@ def _verdict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-on", choices=(REVIEW, FAIL),
                         help=f"exit {EXIT_QUALITY} when the verdict is this or worse (review: review or fail)")
     parser.add_argument("--plot", metavar="PNG", help="also draw the timeline to this PNG file (needs sow-qwen3[plot])")
+
+
+def _listen_address(value: str) -> str:
+    from .review.server import listen_address
+
+    try:
+        return listen_address(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _interrupt(signum: int, frame: object) -> None:

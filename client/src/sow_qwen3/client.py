@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sow_qwen3_contract.limits import DEFAULT_MAX_AUDIO_SECONDS
+from sow_qwen3_contract.limits import DEFAULT_MAX_AUDIO_SECONDS, MAX_AUDIO_SECONDS_CEILING
 from sow_qwen3_contract.quality import Thresholds
 from sow_qwen3_contract.response import AlignmentResponse, Line, Skipped, SongQuality, decode_alignment
 from sow_qwen3_contract.tensors import (
@@ -142,6 +142,9 @@ class Client:
         self.timeout = self.timeout or env_float("TIMEOUT", DEFAULT_TIMEOUT)
         self.s3 = self.s3 or S3Settings.from_env()
         self.max_audio_seconds = self.max_audio_seconds or env_float("MAX_AUDIO_SECONDS", DEFAULT_MAX_AUDIO_SECONDS)
+        if self.max_audio_seconds > MAX_AUDIO_SECONDS_CEILING:
+            raise ValueError(f"the audio limit (max_audio_seconds, SOW_QWEN3_MAX_AUDIO_SECONDS) is "
+                             f"{self.max_audio_seconds:g} s; no server aligns more than {MAX_AUDIO_SECONDS_CEILING:g} s")
         self.max_download_bytes = self.max_download_bytes or int(env_float("MAX_DOWNLOAD_BYTES", MAX_DOWNLOAD_BYTES))
 
     # ------------------------------------------------------------------ public

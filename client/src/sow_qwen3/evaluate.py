@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadInputError
+from .files import ORIGINAL_TAG, TIMING_KINDS
 from .timings import TimingFile, read_timing
 
 
@@ -115,7 +116,6 @@ def report_table(report: EvalReport) -> str:
     return "\n".join(rows) + "\n"
 
 
-TIMING_SUFFIXES = (".lrc", ".json")
 
 
 class FolderError(ValueError):
@@ -160,19 +160,23 @@ class FolderEval:
 
 
 def timing_files(folder: Path) -> dict[str, Path]:
-    """Stem -> the ``.lrc`` or ``.json`` file of that stem in ``folder``.
+    """Stem -> the timing file of that song in ``folder``: ``NAME.json`` where there is one, else ``NAME.lrc``
+    (a reviewed song has both, with the same times). ``NAME.orig.*``, the aligner's output that the review
+    keeps, is no song of its own.
 
-    Raises FolderError when ``folder`` is not a folder or a stem has both an LRC and a JSON file.
+    Raises FolderError when ``folder`` is not a folder.
     """
     if not folder.is_dir():
         raise FolderError(f"{folder} is not a folder")
-    files: dict[str, Path] = {}
+    found: dict[str, tuple[int, Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in TIMING_SUFFIXES:
-            if path.stem in files:
-                raise FolderError(f"{files[path.stem]} and {path} time the same song; remove one")
-            files[path.stem] = path
-    return files
+        kind = path.suffix.lower().lstrip(".")
+        if not path.is_file() or kind not in TIMING_KINDS or path.stem.endswith(f".{ORIGINAL_TAG}"):
+            continue
+        rank = TIMING_KINDS.index(kind)
+        if path.stem not in found or rank < found[path.stem][0]:
+            found[path.stem] = (rank, path)
+    return {stem: path for stem, (_, path) in found.items()}
 
 
 def evaluate_folders(hypotheses: Path, references: Path, names: Sequence[str] | None = None) -> FolderEval:

@@ -9,6 +9,11 @@ from pathlib import Path
 
 from .errors import BadInputError
 
+# A song's timing files in an output folder: NAME.json and/or NAME.lrc (the review saves both, with the same
+# times), preferred in this order; NAME.orig.json / NAME.orig.lrc keep the aligner's output after a review.
+TIMING_KINDS = ("json", "lrc")
+ORIGINAL_TAG = "orig"
+
 
 def read_lyrics(path: str | Path) -> str:
     """The lyrics in ``path`` (UTF-8; a BOM is dropped; ``-`` reads stdin).

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sow_qwen3_contract.tensors import SAMPLE_RATE
+
 from .errors import BadInputError
 
 OK = "#43a047"  # no flag / error within 0.3 s
@@ -97,7 +99,7 @@ def envelope(audio: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_timeline(path: Path, *, title: str, duration: float, lanes: Sequence[Lane],
                   audio: np.ndarray | None = None, segments: Sequence[tuple[float, float]] = (),
-                  sample_rate: int = 16000) -> None:
+                  sample_rate: int = SAMPLE_RATE) -> None:
     """Write the picture to ``path`` (PNG). ``audio`` None leaves out the waveform panel."""
     plt = _pyplot()
     width = float(np.clip(duration / 5.0, 12.0, 48.0))

@@ -19,7 +19,8 @@ Reason codes (``LINE_FLAGS``), each line's codes in ``FLAG_ORDER``:
 Verdict: ``fail`` if the mean voiced fraction is below ``fail_voiced_below`` or
 at least ``fail_flagged_fraction`` of the lines are flagged; else ``review`` if
 the mean is below ``review_voiced_below``, any line is flagged, or voice
-activity was not measured; else ``pass``.
+activity was not measured (for the song or for some line); else ``pass``.
+The mean is over the lines whose voiced fraction is known.
 """
 from __future__ import annotations
 
@@ -80,6 +81,13 @@ class Thresholds:
         return cls(**values)
 
 
+# config.pbtxt's thresholds as shipped, for a client with no server to ask (the review page offline); a test
+# (tests/contract) holds them equal to config.pbtxt, which stays their source.
+SHIPPED_THRESHOLDS = Thresholds(unvoiced_below=0.30, zero_length_below_s=0.05, collapsed_within_s=0.1,
+                                low_confidence_below=0.25, review_voiced_below=0.70, fail_voiced_below=0.55,
+                                fail_flagged_fraction=0.25, lrc_window_s=3.0)
+
+
 def voiced_fraction(start: float, end: float, segments: Sequence[tuple[float, float]]) -> float:
     """The fraction of [start, end] that the voiced ``segments`` (disjoint (start, end) pairs) cover.
 
@@ -108,20 +116,22 @@ def lrc_window_ends(starts: Sequence[float], duration: float, window_s: float) -
 def timing_flags(
     starts: Sequence[float],
     ends: Sequence[float],
-    voiced: Sequence[float] | None,
+    voiced: Sequence[float | None] | None,
     thresholds: Thresholds,
 ) -> list[list[str]]:
-    """Per line, the codes that its times and voiced fraction earn (``voiced`` None: VAD not run)."""
+    """Per line, the codes that its times and voiced fraction earn (``voiced`` None: VAD not run; a None in
+    it: that line's fraction is not known)."""
     flags = []
     for index, (start, end) in enumerate(zip(starts, ends)):
         codes = []
-        if voiced is not None and voiced[index] < thresholds.unvoiced_below:
+        fraction = None if voiced is None else voiced[index]
+        if fraction is not None and fraction < thresholds.unvoiced_below:
             codes.append(UNVOICED)
         if end - start < thresholds.zero_length_below_s:
             codes.append(ZERO_LENGTH)
         if index > 0 and start - starts[index - 1] < thresholds.collapsed_within_s:
             codes.append(COLLAPSED)
-        if voiced is None:
+        if fraction is None:
             codes.append(VAD_UNAVAILABLE)
         flags.append(codes)
     return flags
@@ -137,22 +147,23 @@ def is_flagged(codes: Sequence[str]) -> bool:
     return any(code not in INFORMATIONAL for code in codes)
 
 
-def mean_voiced(voiced: Sequence[float] | None) -> float:
-    """The mean voiced fraction of the lines; NaN when voice activity was not measured or there is no line."""
-    if voiced is None or not voiced:
-        return math.nan
-    return sum(voiced) / len(voiced)
+def mean_voiced(voiced: Sequence[float | None] | None) -> float:
+    """The mean voiced fraction of the lines whose fraction is known; NaN when none is (voice activity not
+    measured, or no line)."""
+    known = [fraction for fraction in voiced or () if fraction is not None]
+    return sum(known) / len(known) if known else math.nan
 
 
-def song_verdict(voiced: Sequence[float] | None, flags: Sequence[Sequence[str]], thresholds: Thresholds) -> str:
+def song_verdict(voiced: Sequence[float | None] | None, flags: Sequence[Sequence[str]], thresholds: Thresholds) -> str:
     """``pass``, ``review`` or ``fail`` for a song (see the module docstring for the rule)."""
     mean = mean_voiced(voiced)
     measured = not math.isnan(mean)
+    unmeasured_line = any(VAD_UNAVAILABLE in codes for codes in flags)
     flagged = sum(1 for codes in flags if is_flagged(codes))
     share = flagged / len(flags) if flags else 0.0
     if (measured and mean < thresholds.fail_voiced_below) or (flagged and share >= thresholds.fail_flagged_fraction):
         return FAIL
-    if not measured or mean < thresholds.review_voiced_below or flagged:
+    if not measured or unmeasured_line or mean < thresholds.review_voiced_below or flagged:
         return REVIEW
     return PASS
 

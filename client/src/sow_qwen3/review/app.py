@@ -8,8 +8,11 @@ import webbrowser
 from pathlib import Path
 from typing import TextIO
 
+from sow_qwen3_contract.quality import SHIPPED_THRESHOLDS
+
 from ..batch import ManifestError
 from ..client import Client
+from ..errors import ServerUnavailableError
 from .catalogue import Catalogue, Entry, folder_entries, single_entry
 from .server import ReviewServer, is_loopback
 
@@ -36,12 +39,22 @@ def serve(songs: list[Entry], client: Client, *, host: str, port: int, browser: 
           out: TextIO = sys.stdout, messages: TextIO = sys.stderr) -> None:
     """Serve the review page of ``songs`` until interrupted (KeyboardInterrupt propagates after shutdown).
 
-    Reads the server's quality thresholds first (so an unreachable server is
-    an error before anything starts), prints the page's URL (with the run's
-    token) as one line on ``out``, opens the browser unless ``browser`` is
-    False, and loads every song in the background, worst first.
+    Reads the server's quality thresholds first; a server that does not
+    answer is no error: the review then says so on ``messages`` and judges with
+    the thresholds config.pbtxt ships with (``SHIPPED_THRESHOLDS``), each line
+    at the aligner's times with the voiced fraction its JSON recorded, and
+    re-aligning answers that the server is unavailable. Prints the page's URL
+    (with the run's token) as one line on ``out``, opens the browser unless
+    ``browser`` is False, and loads every song in the background, worst first.
     """
-    thresholds = client.quality_thresholds()
+    try:
+        thresholds = client.quality_thresholds()
+    except ServerUnavailableError as exc:
+        thresholds = SHIPPED_THRESHOLDS
+        print(f"sow-qwen3 review: working offline, the aligner server did not answer ({exc}): lines are judged "
+              "with the thresholds config.pbtxt ships with; a line at the aligner's times keeps the voiced "
+              "fraction its JSON recorded, others are not measured; re-align needs the server", file=messages,
+              flush=True)
     with tempfile.TemporaryDirectory(prefix="sow-qwen3-review-") as scratch:
         catalogue = Catalogue(songs, client, thresholds, Path(scratch), language or "Chinese")
         server = ReviewServer(catalogue, host, port)

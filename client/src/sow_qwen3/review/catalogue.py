@@ -38,6 +38,7 @@ from ..audio import load_audio
 from ..batch import QUALITY_FILE, quality_columns, read_manifest, updated_quality_csv
 from ..client import Client
 from ..errors import AlignError, BadInputError
+from ..files import ORIGINAL_TAG, TIMING_KINDS
 from ..formats import known, line_data, quality_data, to_json, to_lrc
 from ..sources import fetched_audio
 from ..timings import read_timing
@@ -50,7 +51,6 @@ log = logging.getLogger("sow_qwen3.review")
 
 PLAYABLE = {".mp3": "audio/mpeg", ".wav": "audio/wav", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
             ".flac": "audio/flac", ".webm": "audio/webm"}  # what browsers play as the file is
-KINDS = ("json", "lrc")  # a song's output, preferred in this order
 REALIGN_MARGIN_S = 0.5  # audio beyond the neighbouring lines' times sent with a span to re-align
 MIN_REALIGN_S = 0.5
 ENVELOPE_BIN_S = 0.02
@@ -81,7 +81,7 @@ class Entry:
     quality_file: Path | None  # the folder's quality.csv (None for a single song)
 
     def path(self, kind: str, original: bool = False) -> Path:
-        return self.folder / f"{self.name}{'.orig' if original else ''}.{kind}"
+        return self.folder / f"{self.name}{'.' + ORIGINAL_TAG if original else ''}.{kind}"
 
     @property
     def reviewed(self) -> bool:
@@ -95,7 +95,7 @@ def folder_entries(manifest: Path, out_dir: Path, language: str) -> tuple[list[E
     """
     entries, missing = [], []
     for song in read_manifest(manifest, language):
-        kind = next((kind for kind in KINDS if (out_dir / f"{song.name}.{kind}").is_file()), None)
+        kind = next((kind for kind in TIMING_KINDS if (out_dir / f"{song.name}.{kind}").is_file()), None)
         if kind is None:
             missing.append(song.name)
         else:
@@ -109,7 +109,7 @@ def single_entry(source: str, timing: Path, language: str | None) -> Entry:
     Raises BadInputError when the timing file's name does not end in .lrc or .json.
     """
     kind = timing.suffix.lower().lstrip(".")
-    if kind not in KINDS or not timing.stem:
+    if kind not in TIMING_KINDS or not timing.stem:
         raise BadInputError(f"{timing}: the timing file must be NAME.lrc or NAME.json")
     return Entry(timing.stem, source, language, timing.parent, kind, None)
 
@@ -352,7 +352,7 @@ class Catalogue:
             entry = song.entry
             texts: dict = {}
             if not entry.reviewed:
-                for kind in KINDS:
+                for kind in TIMING_KINDS:
                     if entry.path(kind).is_file():
                         texts[entry.path(kind, original=True)] = entry.path(kind).read_text(encoding="utf-8")
             document = None
@@ -450,7 +450,9 @@ def document_lines(document: dict, path: Path) -> tuple[Timed, ...]:
     try:
         return tuple(Timed(str(line["text"]), float(line["start"]), float(line["end"]),
                            None if line.get("confidence") is None else float(line["confidence"]),
-                           tuple(code for code in line.get("flags") or () if code in MODEL_FLAGS))
+                           tuple(code for code in line.get("flags") or () if code in MODEL_FLAGS),
+                           recorded_voiced=None if line.get("voiced_fraction") is None
+                           else float(line["voiced_fraction"]))
                      for line in document["lines"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadInputError(f"{path} is not a usable sow-qwen3 JSON file: {exc}") from None

@@ -7,6 +7,9 @@ thresholds; nothing here decides a flag on its own. A line's window is
 aligner's own doubts about its times (``repaired``, ``clamped``, and
 ``low_confidence`` from its confidence) hold only while a line keeps the times
 the aligner gave it: a line set by hand has no confidence and no such flag.
+Without voice activity (no server reached, or its silero_vad failed), a line
+that keeps the aligner's times keeps the voiced fraction recorded in the JSON;
+a line set by hand, or one of an LRC, is then ``vad_unavailable``.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ class Timed:
     confidence: float | None = None
     model_flags: tuple[str, ...] = ()
     edited: bool = False  # the times differ from the aligner's output
+    recorded_voiced: float | None = None  # the JSON's voiced fraction for these times (used without a VAD)
 
     def same_times(self, other: Timed) -> bool:
         """Whether ``other`` has this line's start and end, to the millisecond."""
@@ -55,7 +59,8 @@ class Timed:
 
     def moved(self, start: float, end: float | None) -> Timed:
         """This line at new times, set by hand: no confidence, no flag of the aligner."""
-        return replace(self, start=start, end=end, confidence=None, model_flags=(), edited=True)
+        return replace(self, start=start, end=end, confidence=None, model_flags=(), edited=True,
+                       recorded_voiced=None)
 
 
 @dataclass(frozen=True)
@@ -98,12 +103,14 @@ def judge(lines: Sequence[Timed], duration: float, segments: Sequence[tuple[floa
     """The flags, voiced fractions and verdict of ``lines`` (in song order) over ``duration`` seconds of audio.
 
     ``segments`` are the voiced segments (seconds); None when voice activity
-    could not be measured, which the rules answer with ``vad_unavailable``.
+    could not be measured: a line's recorded fraction stands in where it has
+    one, else the rules answer with ``vad_unavailable``.
     """
     starts = [line.start for line in lines]
     lrc = bool(lines) and lines[0].end is None
     ends = window_ends(starts, None if lrc else [line.end for line in lines], duration, thresholds)
-    voiced = None if segments is None else [voiced_fraction(start, end, segments) for start, end in zip(starts, ends)]
+    voiced: list[float | None] = ([line.recorded_voiced for line in lines] if segments is None else
+                                  [voiced_fraction(start, end, segments) for start, end in zip(starts, ends)])
     flags = timing_flags(starts, ends, voiced, thresholds)
     for codes, line in zip(flags, lines):
         codes.extend(line.model_flags)
@@ -111,8 +118,7 @@ def judge(lines: Sequence[Timed], duration: float, segments: Sequence[tuple[floa
             codes.append(LOW_CONFIDENCE)
     flags = [in_order(codes) for codes in flags]
     judged = tuple(
-        JudgedLine(index, line.text, line.start, end, tuple(codes), None if voiced is None else voiced[index],
-                   line.confidence, line.edited)
+        JudgedLine(index, line.text, line.start, end, tuple(codes), voiced[index], line.confidence, line.edited)
         for index, (line, end, codes) in enumerate(zip(lines, ends, flags)))
     mean = mean_voiced(voiced)
     return Judgement(song_verdict(voiced, flags, thresholds), None if math.isnan(mean) else mean, judged)

@@ -78,6 +78,19 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def listen_address(host: str) -> str:
+    """``host`` as ``review --host`` takes it; ValueError for an address that stands for every address
+    (0.0.0.0, ::): the Host check trusts requests for the one address the server was given."""
+    try:
+        unspecified = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return host  # a name, such as localhost
+    if unspecified:
+        raise ValueError(f"{host} listens on every address, but the page trusts only requests for the address "
+                         "it was given: name one address of this machine (its LAN address, say)")
+    return host
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or "localhost") reaches only this machine."""
     try:
