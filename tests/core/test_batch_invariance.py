@@ -72,7 +72,10 @@ def test_the_alone_answers_are_informative(alone):
     """Guards against a trivial pass: the calls' times vary and the bad call is refused alone too."""
     assert isinstance(alone["nothing-alignable"], InvalidRequest)
     for name in ("zh-20s", "zh-8.5s-repeated"):  # the tiny checkpoint is calibrated on Chinese
-        assert len(set(alone[name].unit_start)) >= 5, (name, alone[name].unit_start)
+        # Start and end times together: how many distinct ones a random checkpoint gives moves with the CPU's
+        # float32 kernels (an Intel Xeon with AMX gave zh-20s 4 distinct starts under full attention, 6 times).
+        times = set(alone[name].unit_start) | set(alone[name].unit_end)
+        assert len(times) >= 5, (name, sorted(times))
 
 
 @pytest.mark.parametrize("mix", sorted(MIXES))
