@@ -54,6 +54,23 @@ TIMESTAMP_PAIR = "<timestamp><timestamp>"
 CONV_CHUNKS = 50
 
 
+def channels_last_convolutions(model: torch.nn.Module) -> int:
+    """Store every 2-D convolution weight in ``model`` (the audio encoder's front end) channels-last.
+
+    PyTorch then runs those convolutions in oneDNN's channels-last kernels
+    (their output is channels-last too; the encoder's next step makes it
+    contiguous). On CPU in bfloat16 that is the layout oneDNN computes in: on
+    an Intel Xeon with AMX the front end ran 1.66x faster, bit-identical to the
+    default layout; elsewhere it is within bfloat16's rounding, and
+    tests/core/test_channels_last.py holds the timestamp classes to it. Returns
+    how many weights it moved.
+    """
+    convolutions = [module for module in model.modules() if isinstance(module, torch.nn.Conv2d)]
+    for convolution in convolutions:
+        convolution.to(memory_format=torch.channels_last)
+    return len(convolutions)
+
+
 class ModelLoadError(RuntimeError):
     """The model directory is missing or broken; the message names the path and the problem."""
 
@@ -147,6 +164,8 @@ class AlignmentEngine:
         classify_num = aligner.model.config.thinker_config.classify_num
         check_window_limit(settings.window_seconds, classify_num, aligner.timestamp_segment_time)
         aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
+        if device == "cpu" and dtype == "bfloat16":  # oneDNN's own layout; float32 keeps stock's exactly
+            channels_last_convolutions(aligner.model.thinker.audio_tower)
         aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)
