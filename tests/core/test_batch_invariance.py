@@ -37,6 +37,12 @@ MIXES = {
 UNLIMITED = BatchBudget(audio_seconds=10_000, tokens=10_000_000)
 
 
+def spans(engine: AlignmentEngine, names: list[str]) -> list:
+    """The named calls as ``align_many`` takes them: each the whole clip of a song of its own."""
+    return [engine.song(audio).span(0, len(audio), lines, language)
+            for audio, lines, language in (CALLS[name] for name in names)]
+
+
 @pytest.fixture(scope="module", params=["windowed", "full"])
 def engine(request, tiny_model_dir) -> AlignmentEngine:
     torch.set_num_threads(2)
@@ -81,7 +87,7 @@ def test_the_alone_answers_are_informative(alone):
 @pytest.mark.parametrize("mix", sorted(MIXES))
 def test_a_batch_gives_each_call_what_it_gets_alone(engine, alone, mix):
     names = MIXES[mix]
-    answers = engine.align_many([CALLS[name] for name in names], UNLIMITED)
+    answers = engine.align_many(spans(engine, names), UNLIMITED)
     assert len(answers) == len(names)
     for name, answer in zip(names, answers):
         assert_as_alone(name, answer, alone[name])
@@ -90,7 +96,7 @@ def test_a_batch_gives_each_call_what_it_gets_alone(engine, alone, mix):
 @pytest.mark.parametrize("budget", [BatchBudget(25, 10_000_000), BatchBudget(10_000, 800), BatchBudget(1, 1)])
 def test_a_budget_splits_the_batch_and_changes_no_answer(engine, alone, budget):
     names = MIXES["all"]
-    answers = engine.align_many([CALLS[name] for name in names], budget)
+    answers = engine.align_many(spans(engine, names), budget)
     for name, answer in zip(names, answers):
         assert_as_alone(name, answer, alone[name])
 
@@ -109,14 +115,14 @@ def test_a_batch_that_runs_out_of_memory_is_split_and_still_answers_everyone(eng
 
     monkeypatch.setattr(engine, "_forward", limited)
     names = MIXES["all"]
-    answers = engine.align_many([CALLS[name] for name in names], UNLIMITED)
+    answers = engine.align_many(spans(engine, names), UNLIMITED)
     for name, answer in zip(names, answers):
         assert_as_alone(name, answer, alone[name])
     assert sizes == [5, 2, 3, 1, 2]  # five alignable calls, then halves until they fit
 
 
 def test_one_call_runs_exactly_as_align(engine, alone):
-    (answer,) = engine.align_many([CALLS["zh-20s"]], UNLIMITED)
+    (answer,) = engine.align_many(spans(engine, ["zh-20s"]), UNLIMITED)
     assert replace(answer) == alone["zh-20s"]
 
 
@@ -132,7 +138,7 @@ def test_a_call_that_breaks_the_forward_pass_fails_alone(engine, alone, monkeypa
 
     monkeypatch.setattr(engine, "_forward", faulty)
     names = MIXES["all"]
-    answers = engine.align_many([CALLS[name] for name in names], UNLIMITED)
+    answers = engine.align_many(spans(engine, names), UNLIMITED)
     for name, answer in zip(names, answers):
         if name == "zh-3s":
             assert isinstance(answer, RuntimeError) and "a kernel failed" in str(answer)

@@ -44,7 +44,7 @@ def service_settings(**changes) -> sow_settings.Settings:
 
 def request(samples: np.ndarray, lyrics: str | None = LYRICS, language: str | None = "en", *,
             vad: CountingVad | None = None, align: RecordingAlign | None = None, **settings):
-    return align_request(samples, lyrics, language, engine_align=align or RecordingAlign(even_timing(0.9)),
+    return align_request(samples, lyrics, language, song_audio=(align or RecordingAlign(even_timing(0.9))).song,
                          voice_activity=vad or CountingVad(SEGMENTS), settings=service_settings(**settings),
                          thresholds=config_thresholds())
 
@@ -67,7 +67,7 @@ def test_every_output_of_config_pbtxt_gets_its_values():
 def test_the_values_are_the_song_pipelines_with_the_segments_it_was_judged_against():
     clip = audio(10.0)
     values = request(clip)
-    song = align_song(clip[0], values.outputs["LINE_TEXT"], "English", align=RecordingAlign(even_timing(0.9)),
+    song = align_song(RecordingAlign(even_timing(0.9)).song(clip[0]), values.outputs["LINE_TEXT"], "English",
                       segments=SEGMENTS, judge=partial(judge, thresholds=config_thresholds()),
                       realign_passes=service_settings().realign_passes, window_seconds=service_settings().window_seconds)
     assert values.outputs["LINE_START"] == song.alignment.lines.starts

@@ -79,12 +79,15 @@ def test_kept_lines_end_clearly_inside_and_are_not_piled_at_the_tail():
     assert kept_count([line(29.5, 30), line(30, 30)], stop) == 1  # always progress: at least one line
 
 
-@given(st.data(), st.floats(30.0, 200.0, allow_subnormal=False), st.integers(1, 40), st.sampled_from([10.0, 20.0, 45.0]))
-def test_every_line_once_in_order_and_no_window_longer_than_allowed(data, duration, count, window):
+@given(st.data(), st.floats(30.0, 200.0, allow_subnormal=False), st.integers(1, 40), st.sampled_from([10.0, 20.0, 45.0]),
+       st.sampled_from([1, SAMPLE_RATE]))
+def test_every_line_once_in_order_and_no_window_longer_than_allowed(data, duration, count, window, grid):
+    """On a one-sample grid, and on the engine's 1 s grid, where every part the model gets (widened to whole
+    seconds, which FakeSong checks) is still at most a window long."""
     lines = [f"l{i}a l{i}b" for i in range(count)]
     segments = data.draw(st.one_of(st.none(), voiced(duration)))
     align = RecordingAlign(even_timing())
-    timed = align_span(position_clip(duration), 0.0, duration, lines, "English", align=align, segments=segments,
+    timed = align_span(align.song(position_clip(duration), grid), 0.0, duration, lines, "English", segments=segments,
                        window_seconds=window, sample_rate=SAMPLE_RATE)
     assert [t.unit_text for t in timed] == [tuple(words(text)) for text in lines]
     starts = [t.start for t in timed]
@@ -94,7 +97,7 @@ def test_every_line_once_in_order_and_no_window_longer_than_allowed(data, durati
     assert given_lines[0] == lines[0] and set(given_lines) == set(lines)
     for (start, seconds, part), (next_start, _, next_part) in zip(align.calls, align.calls[1:]):
         assert next_start >= start and lines.index(next_part[0]) > lines.index(part[0]), "each window moves on"
-        if segments and silences(segments, start + window / 2, start + window):
+        if grid == 1 and segments and silences(segments, start + window / 2, start + window):
             assert not in_voice(start + seconds, segments), "cut in a silence"
 
 
@@ -107,7 +110,7 @@ def test_a_line_kept_from_the_tail_is_never_passed_by_the_next_window():
         return even_timing()(start, seconds, lines)
 
     lines = [f"l{i}a l{i}b" for i in range(6)]
-    timed = align_span(position_clip(40.0), 0.0, 40.0, lines, "English", align=RecordingAlign(first_line_at_the_tail),
+    timed = align_span(RecordingAlign(first_line_at_the_tail).song(position_clip(40.0)), 0.0, 40.0, lines, "English",
                        segments=None, window_seconds=20.0, sample_rate=SAMPLE_RATE)
     assert timed[0].start == pytest.approx(19.8)  # kept although in the tail: a window keeps at least one line
     starts = [t.start for t in timed]
@@ -125,7 +128,7 @@ def test_a_window_carries_what_piles_up_at_its_tail_to_the_next():
 
     lines = [f"l{i}a l{i}b" for i in range(6)]
     align = RecordingAlign(tail_pile)
-    timed = align_span(position_clip(40.0), 0.0, 40.0, lines, "English", align=align, segments=None,
+    timed = align_span(align.song(position_clip(40.0)), 0.0, 40.0, lines, "English", segments=None,
                        window_seconds=20.0, sample_rate=SAMPLE_RATE)
     first, second = align.calls[0], align.calls[1]
     assert first[0] == 0.0 and first[1] == 20.0 and first[2] == lines[:5]  # 3 expected + 2 slack
@@ -135,10 +138,13 @@ def test_a_window_carries_what_piles_up_at_its_tail_to_the_next():
     assert [t.unit_text[0] for t in timed] == [f"l{i}a" for i in range(6)]
 
 
-@given(st.data(), st.floats(30.0, 900.0, allow_subnormal=False), st.integers(1, 150), st.sampled_from([20.0, 180.0]))
-def test_a_model_piling_every_line_at_a_window_start_costs_a_bounded_number_of_windows(data, duration, count, window):
+@given(st.data(), st.floats(30.0, 900.0, allow_subnormal=False), st.integers(1, 150), st.sampled_from([20.0, 180.0]),
+       st.sampled_from([1, SAMPLE_RATE]))
+def test_a_model_piling_every_line_at_a_window_start_costs_a_bounded_number_of_windows(data, duration, count, window,
+                                                                                        grid):
     """What random weights (or audio the model does not recognise) answer: every line at the window's first
-    instant. Each window still moves on by half a window, so the cost is bounded by the audio, not the lines."""
+    instant. Each window still moves on by half its length (``window`` less two grid steps on the 1 s grid),
+    so the cost is bounded by the audio, not the lines."""
     def at_the_start(start, seconds, lines):
         units = sum(len(words(text)) for text in lines)
         return [0] * (2 * units), [0.1] * (2 * units)
@@ -146,9 +152,11 @@ def test_a_model_piling_every_line_at_a_window_start_costs_a_bounded_number_of_w
     lines = [f"l{i}a l{i}b" for i in range(count)]
     segments = data.draw(st.one_of(st.none(), voiced(duration)))
     align = RecordingAlign(at_the_start)
-    timed = align_span(position_clip(duration), 0.0, duration, lines, "English", align=align, segments=segments,
-                       window_seconds=window, sample_rate=SAMPLE_RATE)
+    timed = align_span(align.song(position_clip(duration), grid), 0.0, duration, lines, "English",
+                       segments=segments, window_seconds=window, sample_rate=SAMPLE_RATE)
     assert len(timed) == count
-    assert len(align.calls) <= 1 + max(0, math.ceil((duration - window) / (window / 2)))
+    step = grid / SAMPLE_RATE if grid > 1 else 0.0
+    own = window - 2 * step  # a window's own length, at the least
+    assert len(align.calls) <= 1 + max(0, math.ceil((duration - own) / (own / 2)))
     for (start, _, _), (next_start, _, _) in zip(align.calls, align.calls[1:]):
-        assert next_start >= start + window / 2 - 1 / SAMPLE_RATE
+        assert next_start >= start + own / 2 - step - 1 / SAMPLE_RATE

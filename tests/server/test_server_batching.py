@@ -91,7 +91,7 @@ def test_batched_results_equal_one_at_a_time(server, request):
     assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
     for outcome, expected in zip(together, alone, strict=True):
         assert_as_alone(outcome, expected)
-    shared = [int(n) for n in re.findall(r"batched forward pass: (\d+) calls", server.log())]
+    shared = [int(n) for n in re.findall(r"batched forward pass: (\d+) spans", server.log())]
     if request.node.callspec.params["server"] == "batching_server":
         assert shared and max(shared) >= 2, "no forward pass was shared"
     else:

@@ -1,12 +1,14 @@
-"""A stand-in for ``AlignmentEngine.align`` so the song pipeline's rules can be driven without a model.
+"""A stand-in for the engine's song (``AlignmentEngine.song``) so the song pipeline's rules can be driven
+without a model.
 
 The model cannot be asked for chosen timings, so these fakes take its place
 in the pure tests of ``sow_aligner.song_alignment`` / ``windows`` / ``realign``.
 They build their result with the engine's own ``alignment_from_slots``, so
 the Alignment has the engine's shape and contracts.
 
-``position_clip(seconds)`` is a clip whose sample k holds k itself, so a fake
-knows where in the song the part it was given starts.
+``position_clip(seconds)`` is a clip whose sample k holds k itself;
+``RecordingAlign.song(clip)`` is that clip as the pipeline's ``SongAudio``,
+each part it is asked to align recorded with where in the song it starts.
 """
 from __future__ import annotations
 
@@ -47,13 +49,31 @@ class RecordingAlign:
     timing: Callable[[float, float, list[str]], tuple[list[int], list[float]]]
     calls: list[tuple[float, float, list[str]]] = field(default_factory=list)
 
-    def __call__(self, part: np.ndarray, lines: list[str], language: str) -> Alignment:
-        start, seconds = (float(part[0]) / SAMPLE_RATE if len(part) else 0.0), len(part) / SAMPLE_RATE
+    def song(self, clip: np.ndarray, grid: int = 1) -> FakeSong:
+        """``clip`` as the song the pipeline aligns, its parts answered by this fake, on a grid of ``grid`` samples."""
+        return FakeSong(len(clip), grid, self)
+
+    def __call__(self, low: int, high: int, lines: list[str], language: str) -> Alignment:
+        start, seconds = low / SAMPLE_RATE, (high - low) / SAMPLE_RATE
         self.calls.append((start, seconds, list(lines)))
         if not any(words(line) for line in lines):
             raise InvalidRequest("lyrics contain nothing alignable")
         unit_ms, confidence = self.timing(start, seconds, lines)
         return alignment_of(lines, unit_ms, confidence, seconds)
+
+
+@dataclass(frozen=True)
+class FakeSong:
+    """``windows.SongAudio`` whose parts ``align`` answers; checks each part is on the grid, as the engine does."""
+
+    samples: int
+    grid: int
+    answer: RecordingAlign
+
+    def align(self, low: int, high: int, lines: list[str], language: str) -> Alignment:
+        assert 0 <= low < high <= self.samples and low % self.grid == 0, (low, high)
+        assert high % self.grid == 0 or high == self.samples, (high, self.samples)
+        return self.answer(low, high, lines, language)
 
 
 def even_timing(confidence: float = 0.9) -> Callable[[float, float, list[str]], tuple[list[int], list[float]]]:

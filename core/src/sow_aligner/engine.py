@@ -1,7 +1,7 @@
 """Loading Qwen3-ForcedAligner and aligning one request's lyric lines.
 
-This is the only module of the package that needs torch and qwen-asr. It
-runs the same computation as ``Qwen3ForcedAligner.align`` for one clip (same
+This is the only module of the package that needs torch and qwen-asr. For a
+whole clip it runs the same computation as ``Qwen3ForcedAligner.align`` (same
 prompt, same processor, same forward pass, same monotonic repair and
 rounding; with the default windowed encoder attention, the forward pass is
 stock's on CPU only for clips of one 8 s window, see encoder_windows), with
@@ -9,6 +9,17 @@ the per-request waste removed: the text is split into units
 once, per line, so units map to lines without a second tokenisation, and the
 forward pass keeps no KV cache, and the timestamp head runs only at the
 timestamp tokens (``timestamp_head``).
+
+A song is encoded once (``EncodedSong``): the mel features, the convolution
+front end and the audio encoder run over the whole clip at its first forward
+pass, and every pass over a part of it (a window of a long song, a
+re-aligned run) takes that part's slice of the audio embeddings. A part
+starts on the front end's 1 s chunk grid (``EncodedSong.grid``) and ends on
+it or at the song's end, so its slice is whole chunks of the song's own
+encoding, as many embeddings as the part encoded alone would give. The pass
+over the whole clip is exactly the single pass above; what a part's slice
+shares with the part encoded alone is in docs/design.md ("One encoding per
+song").
 """
 from __future__ import annotations
 
@@ -16,7 +27,7 @@ import json
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +38,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from qwen_asr import Qwen3ForcedAligner  # noqa: E402
+from qwen_asr.core.transformers_backend.processing_qwen3_asr import _get_feat_extract_output_lengths  # noqa: E402
 from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
-from transformers import BatchFeature  # noqa: E402
 
 from sow_qwen3_contract.checkpoint import checkpoint_parameters, checkpoint_problem  # noqa: E402
 from sow_qwen3_contract.tensors import SAMPLE_RATE  # noqa: E402
@@ -45,7 +56,8 @@ from .timestamps import fix_timestamp  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-AUDIO_PROMPT = "<|audio_start|><|audio_pad|><|audio_end|>"
+AUDIO_PAD = "<|audio_pad|>"
+AUDIO_PROMPT = f"<|audio_start|>{AUDIO_PAD}<|audio_end|>"
 TIMESTAMP_PAIR = "<timestamp><timestamp>"
 # One-second chunks the audio encoder's convolution front end runs at once.
 # qwen-asr's default (500) holds a 300 s song's whole CNN activation, the
@@ -198,35 +210,51 @@ class AlignmentEngine:
             )
 
     def align(self, audio: np.ndarray, lines: list[str], language: str) -> Alignment:
-        """Time ``lines`` (non-blank, stripped) against 16 kHz mono ``audio``: one forward pass of its own.
+        """Time ``lines`` (non-blank, stripped) against the whole of 16 kHz mono ``audio``: one forward pass.
 
         Raises InvalidRequest when the lines hold nothing alignable, more
         units than the model can place, or more tokens than it takes; any
         other exception is a failure of the service.
         """
-        prepared = self.prepare(audio, lines, language)
+        return self.song(audio).align(0, len(audio), lines, language)
+
+    def song(self, clip: np.ndarray, run: Callable[[Span], Alignment] | None = None) -> EncodedSong:
+        """``clip`` (16 kHz mono) as the song whose parts are aligned (``windows.SongAudio``); nothing runs yet.
+
+        ``run`` answers each of its spans: by default ``align_span`` (one
+        forward pass of its own); the model's request threads pass their
+        ``batching.Rendezvous.submit``, whose rounds call ``align_many``.
+        """
+        return EncodedSong(self, clip, run or self.align_span)
+
+    def align_span(self, span: Span) -> Alignment:
+        """``span``'s lines timed on its part of its song (times from the part's start): one forward pass.
+
+        Raises as ``align`` does.
+        """
+        prepared = self.prepare(span)
         return prepared.alignment(self._forward([prepared])[0])
 
-    def align_many(self, calls: Sequence[tuple[np.ndarray, list[str], str]],
-                   budget: BatchBudget) -> list[Alignment | Exception]:
-        """``align`` of each (audio, lines, language), in batched forward passes within ``budget``.
+    def align_many(self, spans: Sequence[Span], budget: BatchBudget) -> list[Alignment | Exception]:
+        """``align_span`` of each span, in batched forward passes within ``budget``.
 
-        One answer per call, in order: its Alignment, or the exception
-        ``align`` would raise for it alone (a bad call never fails the
+        One answer per span, in order: its Alignment, or the exception
+        ``align_span`` would raise for it alone (a bad span never fails the
         others). A batch that fails (out of device memory, or otherwise) is
         run again in halves (``batching.run_splitting``), so a failure stays
-        with the call that fails alone. Each call's timestamp classes are
-        those it gets alone: its audio is encoded alone, its prompt padded on
-        the right with an attention mask, so its tokens' positions and
-        attention are as alone; only the matrix products' blocking differs
-        (tests/core/test_batch_invariance.py states the tolerance).
+        with the span that fails alone. Each span's timestamp classes are
+        those it gets alone: its audio embeddings are its song's, encoded
+        alone, its prompt padded on the right with an attention mask, so its
+        tokens' positions and attention are as alone; only the matrix
+        products' blocking differs (tests/core/test_batch_invariance.py
+        states the tolerance).
         """
-        answers: list[Alignment | Exception | None] = [None] * len(calls)
+        answers: list[Alignment | Exception | None] = [None] * len(spans)
         ready: list[tuple[int, Prepared]] = []
-        for index, (audio, lines, language) in enumerate(calls):
+        for index, span in enumerate(spans):
             try:
-                ready.append((index, self.prepare(audio, lines, language)))
-            except Exception as error:  # noqa: BLE001 - each call's own refusal or failure is its answer
+                ready.append((index, self.prepare(span)))
+            except Exception as error:  # noqa: BLE001 - each span's own refusal or failure is its answer
                 answers[index] = error
         sizes = [(prepared.duration, prepared.tokens) for _, prepared in ready]
         for group in budget_groups(sizes, budget):
@@ -237,9 +265,10 @@ class AlignmentEngine:
                 answers[index] = slot if isinstance(slot, Exception) else prepared.alignment(slot)
         return answers  # type: ignore[return-value]
 
-    def prepare(self, audio: np.ndarray, lines: list[str], language: str) -> Prepared:
-        """One call's units and model inputs (on the CPU), checked as ``align`` checks them."""
-        per_line = [self.units(line, language) for line in lines]
+    def prepare(self, span: Span) -> Prepared:
+        """One span's units and model inputs, checked as ``align`` checks them; its song is encoded (once) only
+        after the checks pass."""
+        per_line = [self.units(line, span.language) for line in span.lines]
         units = [unit for words in per_line for unit in words]
         if not units:
             raise InvalidRequest("lyrics contain nothing alignable: no letters or digits in any line")
@@ -248,35 +277,52 @@ class AlignmentEngine:
                 f"lyrics have {len(units)} alignable units (CJK characters or words); "
                 f"the model can place at most {self.max_units}"
             )
-        audio = float_range_normalize(audio)
-        prompt = AUDIO_PROMPT + TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR
-        inputs = self.aligner.processor(text=[prompt], audio=[audio], return_tensors="pt", padding=True)
-        token_count = inputs["input_ids"].shape[1]
+        first, stop = span.song.embedding_range(span.low, span.high)
+        # As the processor expands the audio placeholder for a clip of this part's length.
+        prompt = AUDIO_PROMPT.replace(AUDIO_PAD, AUDIO_PAD * (stop - first)) + TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR
+        tokens = self.aligner.processor.tokenizer([prompt], return_tensors="pt")
+        token_count = tokens["input_ids"].shape[1]
         if token_count > self.max_tokens:
             raise InvalidRequest(
                 f"audio and lyrics make {token_count} model tokens; the model takes at most {self.max_tokens}"
             )
-        is_timestamp = inputs["input_ids"][0] == self.aligner.timestamp_token_id
+        is_timestamp = tokens["input_ids"][0] == self.aligner.timestamp_token_id
         if int(is_timestamp.sum()) != 2 * len(units):
             raise RuntimeError(f"tokenizer produced {int(is_timestamp.sum())} timestamp tokens for {len(units)} units")
-        return Prepared(units, [len(words) for words in per_line], audio.shape[0] / SAMPLE_RATE, inputs, token_count)
+        return Prepared(units, [len(words) for words in per_line], (span.high - span.low) / SAMPLE_RATE,
+                        tokens["input_ids"], tokens["attention_mask"], span.song.embeddings()[first:stop], token_count)
+
+    @torch.inference_mode()
+    def encode(self, clip: np.ndarray) -> torch.Tensor:
+        """The audio embeddings of the whole of ``clip`` (normalised 16 kHz mono), one row per audio token, on the
+        model's device: the processor's mel features and the audio encoder, exactly as the thinker's forward pass
+        computes them for this clip."""
+        features = self.aligner.processor(text=[AUDIO_PROMPT], audio=[clip], return_tensors="pt", padding=True)
+        features = features.to(self.device).to(self.dtype)
+        return self.aligner.model.thinker.get_audio_features(
+            features["input_features"], feature_attention_mask=features["feature_attention_mask"])
 
     @torch.inference_mode()
     def _forward(self, batch: Sequence[Prepared]) -> list[TimestampSlots]:
-        """Start and end (ms, interleaved) of each unit of each call from one forward pass: argmax, the
-        softmax probability of that class, and the monotonic repair. One call runs exactly as prepared;
-        several are padded together (``batched_inputs``)."""
-        if len(batch) == 1:
-            inputs = batch[0].inputs
-        else:
-            inputs = batched_inputs([prepared.inputs for prepared in batch], self.aligner.processor.tokenizer.pad_token_id)
-            log.info("batched forward pass: %d calls, %.1f s of audio, %d padded tokens", len(batch),
-                     sum(prepared.duration for prepared in batch), inputs["input_ids"].numel())
-        inputs = inputs.to(self.device).to(self.dtype)
-        is_timestamp = inputs["input_ids"] == self.aligner.timestamp_token_id
+        """Start and end (ms, interleaved) of each unit of each span from one forward pass: argmax, the
+        softmax probability of that class, and the monotonic repair. One span runs exactly as prepared;
+        several are padded together on the right (pad token, attention mask 0)."""
         thinker = self.aligner.model.thinker
+        if len(batch) == 1:
+            input_ids, attention_mask = batch[0].input_ids, batch[0].attention_mask
+        else:
+            input_ids, attention_mask = padded_prompts(batch, self.aligner.processor.tokenizer.pad_token_id)
+            log.info("batched forward pass: %d spans, %.1f s of audio, %d padded tokens", len(batch),
+                     sum(prepared.duration for prepared in batch), input_ids.numel())
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        embeddings = thinker.get_input_embeddings()(input_ids)
+        # The audio tokens' embeddings, row after row, as the thinker's forward pass merges them.
+        is_audio = (input_ids == thinker.config.audio_token_id).unsqueeze(-1).expand_as(embeddings)
+        audio = torch.cat([prepared.audio for prepared in batch]).to(embeddings.device, embeddings.dtype)
+        embeddings = embeddings.masked_scatter(is_audio, audio)
+        is_timestamp = input_ids == self.aligner.timestamp_token_id
         with thinker.lm_head.at(is_timestamp if len(batch) > 1 else is_timestamp[0]):
-            slot_logits = thinker(**inputs, use_cache=False).logits
+            slot_logits = thinker(inputs_embeds=embeddings, attention_mask=attention_mask, use_cache=False).logits
         slot_logits = slot_logits.reshape(-1, slot_logits.shape[-1])
         classes = slot_logits.argmax(dim=-1)
         # Softmax in float32 of the slots alone: 2 x units x classify_num values, no second pass.
@@ -292,14 +338,82 @@ class AlignmentEngine:
         return slots
 
 
+class EncodedSong:
+    """One song's audio as the engine aligns it (``windows.SongAudio``), encoded once, at its first forward pass.
+
+    ``samples`` is the clip's length; ``grid`` the front end's chunk in
+    samples (1 s): a part starts on a multiple of it and ends on one or at
+    the song's end. One request's thread uses a song at a time (a
+    ``Rendezvous`` round runs while that thread waits), so it takes no lock.
+    """
+
+    def __init__(self, engine: AlignmentEngine, clip: np.ndarray, run: Callable[[Span], Alignment]) -> None:
+        self.clip = float_range_normalize(clip)
+        self.samples = int(self.clip.shape[0])
+        feature_extractor = engine.aligner.processor.feature_extractor
+        self.hop = int(feature_extractor.hop_length)
+        self.grid = int(engine.aligner.model.thinker.audio_tower.n_window) * 2 * self.hop
+        self._engine = engine
+        self._run = run
+        self._embeddings: torch.Tensor | None = None
+
+    def align(self, low: int, high: int, lines: list[str], language: str) -> Alignment:
+        """``lines`` timed on samples [low, high) of the song, times from ``low``: one forward pass (see
+        ``AlignmentEngine.align``)."""
+        return self._run(self.span(low, high, lines, language))
+
+    def span(self, low: int, high: int, lines: list[str], language: str) -> Span:
+        return Span(self, low, high, lines, language)
+
+    def embedding_range(self, low: int, high: int) -> tuple[int, int]:
+        """The rows [first, stop) of the song's audio embeddings that samples [low, high) take.
+
+        Raises ValueError unless 0 <= low < high <= samples, ``low`` is on the
+        grid and ``high`` on it or the song's end.
+        """
+        if not (0 <= low < high <= self.samples and low % self.grid == 0
+                and (high % self.grid == 0 or high == self.samples)):
+            raise ValueError(f"samples [{low}, {high}) of a {self.samples}-sample song are not on its "
+                             f"{self.grid}-sample grid")
+        return self._rows(low), self._rows(high)
+
+    def _rows(self, sample: int) -> int:
+        """The audio embeddings of the song's mel frames before ``sample`` (a grid point or the end)."""
+        return int(_get_feat_extract_output_lengths(torch.tensor(sample // self.hop)))
+
+    def embeddings(self) -> torch.Tensor:
+        """The whole song's audio embeddings (``AlignmentEngine.encode``), computed at the first call."""
+        if self._embeddings is None:
+            embeddings = self._engine.encode(self.clip)
+            if embeddings.shape[0] != self._rows(self.samples):
+                raise RuntimeError(f"the audio encoder gave {embeddings.shape[0]} embeddings for {self.samples} "
+                                   f"samples, not {self._rows(self.samples)}")
+            self._embeddings = embeddings
+        return self._embeddings
+
+
+@dataclass(frozen=True)
+class Span:
+    """One forward pass asked for: ``lines`` timed on samples [low, high) of ``song``."""
+
+    song: EncodedSong
+    low: int
+    high: int
+    lines: list[str]
+    language: str
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """One call, checked and turned into the model's inputs (CPU tensors, batch of one)."""
+    """One span, checked and turned into the model's inputs: its prompt (CPU tensors, batch of one) and its
+    slice of its song's audio embeddings."""
 
     units: list[str]
     counts: list[int]  # units per line
     duration: float  # seconds of audio
-    inputs: BatchFeature
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    audio: torch.Tensor  # (audio tokens, hidden size)
     tokens: int  # prompt tokens, audio embeddings included
 
     def alignment(self, slots: TimestampSlots) -> Alignment:
@@ -307,22 +421,15 @@ class Prepared:
                                     self.duration)
 
 
-def batched_inputs(parts: Sequence[BatchFeature], pad_token_id: int) -> BatchFeature:
-    """Single-call inputs as one batch: prompts padded on the right (attention mask 0, ``pad_token_id``), audio
-    features padded with zeros past each clip's frames (feature attention mask 0), each row otherwise its own."""
-    tokens = max(part["input_ids"].shape[1] for part in parts)
-    frames = max(part["input_features"].shape[2] for part in parts)
+def padded_prompts(batch: Sequence[Prepared], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spans' prompts as one batch, padded on the right: (input ids with ``pad_token_id``, attention mask 0)."""
+    length = max(prepared.tokens for prepared in batch)
 
-    def right_padded(name: str, length: int, value: float) -> torch.Tensor:
-        return torch.cat([torch.nn.functional.pad(part[name], (0, length - part[name].shape[-1]), value=value)
-                          for part in parts])
+    def right_padded(name: str, value: int) -> torch.Tensor:
+        return torch.cat([torch.nn.functional.pad(getattr(prepared, name), (0, length - prepared.tokens), value=value)
+                          for prepared in batch])
 
-    return BatchFeature({
-        "input_ids": right_padded("input_ids", tokens, pad_token_id),
-        "attention_mask": right_padded("attention_mask", tokens, 0),
-        "input_features": right_padded("input_features", frames, 0.0),
-        "feature_attention_mask": right_padded("feature_attention_mask", frames, 0),
-    })
+    return right_padded("input_ids", pad_token_id), right_padded("attention_mask", 0)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

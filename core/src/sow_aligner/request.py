@@ -1,10 +1,10 @@
 """One request, from its raw inputs to the values of every ``qwen3_aligner`` output: the request path.
 
-Pure (no torch, no Triton): the engine's align function and the voice
-activity detector are passed in, so the model, the benchmarks and the tests
-run the same path with any stand-in.
+Pure (no torch, no Triton): the engine's song (the audio as the model takes
+it) and the voice activity detector are passed in, so the model, the
+benchmarks and the tests run the same path with any stand-in.
 
-    values = align_request(audio, lyrics_text, language_hint, engine_align=engine.align,
+    values = align_request(audio, lyrics_text, language_hint, song_audio=engine.song,
                            voice_activity=vad, settings=settings, thresholds=thresholds)
 
 Guarantees: every InvalidRequest (a bad request) is raised before the VAD or
@@ -33,7 +33,7 @@ from .lyrics import SungLyrics, sung_lines
 from .settings import Settings
 from .song_alignment import Judge, SongAlignment, align_song
 from .validation import check_duration, one_clip, one_string
-from .windows import Align, Segments
+from .windows import Segments, SongAudio
 
 # clip (1-D float32, 16 kHz) -> its voiced (start, end) seconds, or None when voice activity cannot be measured.
 VoiceActivity = Callable[[np.ndarray], Segments | None]
@@ -54,7 +54,7 @@ def align_request(
     lyrics_text: np.ndarray | str | None,
     language_hint: np.ndarray | str | None,
     *,
-    engine_align: Align,
+    song_audio: Callable[[np.ndarray], SongAudio],
     voice_activity: VoiceActivity,
     settings: Settings,
     thresholds: Thresholds,
@@ -64,7 +64,8 @@ def align_request(
     ``language_hint`` are the LYRICS and LANGUAGE tensors as received ([1, 1] UTF-8 bytes) or their text,
     None when not sent.
 
-    ``engine_align`` is ``AlignmentEngine.align``; ``voice_activity`` is asked
+    ``song_audio`` is ``AlignmentEngine.song`` (called once, with the clip,
+    after the checks and the VAD); ``voice_activity`` is asked
     once, for the whole clip, after the request's checks; its segments come
     back as VOICED_START / VOICED_END (empty when it answered None). Uses the
     settings' ``max_audio_seconds``, ``realign_passes`` and ``window_seconds``.
@@ -80,7 +81,7 @@ def align_request(
         # The voiced segments come first: long songs are cut into windows in their silences.
         segments = voice_activity(clip)
         song = align_song(
-            clip, lyrics.lines, language, align=engine_align, segments=segments,
+            song_audio(clip), lyrics.lines, language, segments=segments,
             judge=judge or partial(service_judge, thresholds=thresholds), realign_passes=settings.realign_passes,
             window_seconds=settings.window_seconds,
         )

@@ -1,14 +1,15 @@
 """A whole song's alignment: pass 1 (in windows when the song is long), then anchored re-alignment.
 
-Pure (no torch, no Triton): the model's align function and the judge are
-passed in, so tests and benchmarks drive the pipeline with any stand-in.
+Pure (no torch, no Triton): the song's audio as the model takes it and the
+judge are passed in, so tests and benchmarks drive the pipeline with any
+stand-in.
 
-    align_song(clip, lines, language, align=engine.align, segments=vad_segments,
+    align_song(engine.song(clip), lines, language, segments=vad_segments,
                judge=partial(judge, thresholds=thresholds), realign_passes=2, window_seconds=180)
 
-Pass 1 aligns ``lines`` on the whole clip, one call of ``align`` when the
-clip is at most ``window_seconds`` long (then it is exactly today's single
-pass), else window after window (``windows``). Each further pass, up to
+Pass 1 aligns ``lines`` on the whole clip, one call of ``audio.align`` when
+the clip is at most ``window_seconds`` long (then it is exactly today's
+single pass), else window after window (``windows``). Each further pass, up to
 ``realign_passes``, re-aligns every run of doubtful lines between anchors
 (``realign``); a pass that keeps nothing new ends the repair, since the next
 would see the same runs. Guarantees: with nothing flagged after pass 1, or
@@ -28,7 +29,7 @@ from .alignment import Alignment, TimedLine, joined, within
 from .errors import InvalidRequest
 from .evidence import Judgement, SlotEvidence
 from .realign import MIN_SPAN_SECONDS, anchors_after, audio_span, better, room, runs
-from .windows import Align, Segments, align_span
+from .windows import Segments, SongAudio, align_span
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class SongAlignment:
     alignment: Alignment  # line times, units (with their line index), evidence, in song time
     judgement: Judgement  # LINE_VOICED, LINE_FLAGS, SONG_VOICED, SONG_VERDICT of ``alignment``
     line_pass: list[int]  # per line, the pass whose times it has (1 = the first pass)
-    model_seconds: list[float]  # the audio seconds of each ``align`` call, in order (the cost)
+    model_seconds: list[float]  # the audio seconds of each ``audio.align`` call, in order (the cost)
 
     def describe(self) -> str:
         """One line for the log: the model's passes and what re-alignment changed."""
@@ -53,36 +54,31 @@ class SongAlignment:
 
 
 def align_song(
-    clip: Sequence[float],
+    audio: SongAudio,
     lines: list[str],
     language: str,
     *,
-    align: Align,
     segments: Segments | None,
     judge: Judge,
     realign_passes: int,
     window_seconds: float,
     sample_rate: int = SAMPLE_RATE,
 ) -> SongAlignment:
-    """Time ``lines`` against ``clip`` (mono, ``sample_rate``) and repair the doubtful ones.
+    """Time ``lines`` against ``audio`` (mono, ``sample_rate``) and repair the doubtful ones.
 
-    ``align(clip_part, lines_part, language)`` is ``AlignmentEngine.align``;
+    ``audio`` is ``AlignmentEngine.song(clip)``;
     ``judge(starts, ends, evidence, segments)`` gives the flags;
     ``segments`` are the clip's voiced (start, end) seconds, None when the VAD
     could not be asked. InvalidRequest from pass 1 propagates (a bad request);
     from a re-alignment it only leaves that run as it was.
     """
-    duration = len(clip) / sample_rate
-    model_seconds: list[float] = []
-
-    def counted(part: Sequence[float], text: list[str], language: str) -> Alignment:
-        model_seconds.append(len(part) / sample_rate)
-        return align(part, text, language)
+    duration = audio.samples / sample_rate
+    counted = _Counted(audio, sample_rate)
 
     if segments is None and duration > window_seconds:
         log.info("voice activity not measured: %.1f s of audio cut into windows every %g s, not in silences",
                  duration, window_seconds)
-    span = partial(align_span, clip, language=language, align=counted, segments=segments,
+    span = partial(align_span, counted, language=language, segments=segments,
                    window_seconds=window_seconds, sample_rate=sample_rate)
     song = span(0.0, duration, lines)
     line_pass = [1] * len(lines)
@@ -108,7 +104,20 @@ def align_song(
         if not kept_any:
             break
         anchors = anchors_after(judgement, anchors)
-    return SongAlignment(joined(song, duration), judgement, line_pass, model_seconds)
+    return SongAlignment(joined(song, duration), judgement, line_pass, counted.seconds)
+
+
+class _Counted:
+    """``audio`` that records the seconds of each part it aligns."""
+
+    def __init__(self, audio: SongAudio, sample_rate: int) -> None:
+        self.samples, self.grid = audio.samples, audio.grid
+        self.seconds: list[float] = []
+        self._audio, self._rate = audio, sample_rate
+
+    def align(self, low: int, high: int, lines: list[str], language: str) -> Alignment:
+        self.seconds.append((high - low) / self._rate)
+        return self._audio.align(low, high, lines, language)
 
 
 def _judged(song: list[TimedLine], duration: float, judge: Judge, segments: Segments | None) -> Judgement:

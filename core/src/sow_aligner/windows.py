@@ -18,11 +18,21 @@ words of a long input pile onto one timestamp), so audio longer than
   own start. A window keeps at least one line; the last window keeps all
   that remain.
 
-Every window but the last moves on by at least ``window_seconds / 2``, so a
-span of S seconds costs at most 1 + ceil((S - window_seconds) /
-(window_seconds / 2)) windows, whatever the model answers: a model that
-piles every line into a window's first seconds (no voice it recognises, or
-random weights) costs about twice the audio, not a window per line.
+The model sees a window's audio widened to the song's grid (``SongAudio.grid``:
+the engine's song is encoded once, in 1 s chunks, and a window takes whole
+chunks of it): from the grid point at or before the window's start to the one
+at or after its cut (the song's end at the latest). So that this audio stays
+within ``window_seconds``, a window's own length is ``window_seconds`` less
+that widening (less than two grid steps; nothing on a one-sample grid), and
+"half a window" above is half of that. The lines are still kept within the
+window itself.
+
+Every window but the last moves on by at least half its own length, so with
+W = ``window_seconds`` less two grid steps, a span of S seconds costs at
+most 1 + ceil((S - W) / (W / 2)) windows, whatever the model answers: a
+model that piles every line into a window's first seconds (no voice it
+recognises, or random weights) costs about twice the audio, not a window per
+line.
 
 Every line gets exactly one timing, in song order, with starts that never
 decrease. Doubtful lines at the seams are then the business of the anchored
@@ -31,12 +41,24 @@ re-alignment (``realign``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from .alignment import Alignment, TimedLine, timed_lines, within
 
 Segments = Sequence[tuple[float, float]]
-Align = Callable[[Sequence[float], list[str], str], Alignment]
+
+
+class SongAudio(Protocol):
+    """One song's audio as the model takes it (``engine.EncodedSong``; a stand-in in tests)."""
+
+    samples: int  # the song's length, in samples
+    grid: int  # a part aligned starts on a multiple of this many samples, and ends on one or at the song's end
+
+    def align(self, low: int, high: int, lines: list[str], language: str) -> Alignment:
+        """``lines`` timed on samples [low, high) of the song (on the grid), times from ``low``; raises
+        InvalidRequest when the lines hold nothing alignable or too much."""
+        ...
 
 TAIL_SECONDS = 1.0  # a line ending this close to a window's cut is carried to the next window
 MIN_LINE_SECONDS = 0.05  # a kept line shorter than this at the end of the kept ones is carried too
@@ -121,39 +143,51 @@ def unaligned(lines: Sequence[str], moment: float) -> list[TimedLine]:
     return [TimedLine(moment, moment, (), (), (), (), (), math.nan, False, False) for _ in lines]
 
 
+def on_grid(start: float, stop: float, audio: SongAudio, sample_rate: int) -> tuple[int, int]:
+    """The samples [low, high) the model is given for [start, stop] seconds: widened to ``audio``'s grid, the
+    song's end at the latest."""
+    grid = audio.grid
+    low = int(round(start * sample_rate)) // grid * grid
+    high = -(-int(round(stop * sample_rate)) // grid) * grid
+    return low, min(audio.samples, high)
+
+
 def align_span(
-    clip: Sequence[float],
+    audio: SongAudio,
     start: float,
     end: float,
     lines: list[str],
     language: str,
     *,
-    align: Align,
     segments: Segments | None,
     window_seconds: float,
     sample_rate: int,
 ) -> list[TimedLine]:
-    """``lines`` timed on clip[start:end] (seconds), one window after another, in song time.
+    """``lines`` timed on [start, end] (seconds) of ``audio``, one window after another, in song time.
 
-    One ``align`` call on the whole span when it is at most ``window_seconds``
-    long. Each window's lines are kept within the window. A window whose
-    lines have nothing to align, in a span with something to align, is not
-    sent: its lines start and end where the previous line ends.
-    InvalidRequest from ``align`` propagates (so ``lines`` with nothing to
-    align at all are refused by the engine, as before).
+    One ``audio.align`` call on the whole span when, widened to the grid, it
+    is at most ``window_seconds`` long. Each window's lines are kept within
+    the window. A window whose lines have nothing to align, in a span with
+    something to align, is not sent: its lines start and end where the
+    previous line ends. InvalidRequest from ``audio.align`` propagates (so
+    ``lines`` with nothing to align at all are refused by the engine, as
+    before).
     """
     timed: list[TimedLine] = []
     cursor = start
     while len(timed) < len(lines):
-        stop = window_end(cursor, end, window_seconds, segments)
+        low, last_sample = on_grid(cursor, end, audio, sample_rate)
+        # The window's own length: the model's audio, widened to the grid on both sides, fits in window_seconds.
+        widening = cursor - low / sample_rate + (audio.grid - 1) / sample_rate if audio.grid > 1 else 0.0
+        reach = window_seconds - widening
+        stop = end if last_sample - low <= window_seconds * sample_rate else window_end(cursor, end, reach, segments)
+        high = on_grid(cursor, stop, audio, sample_rate)[1]
         first = len(timed)
         count = lines_for_window(len(lines) - first, cursor, stop, end, segments)
-        low = int(round(cursor * sample_rate))
-        high = min(len(clip), int(round(stop * sample_rate)))
         text = lines[first:first + count]
         # Nothing to align anywhere: the engine refuses the text (a bad request, or a run left as it was).
         if any(sounded(line) for line in text) or not any(sounded(line) for line in lines):
-            part = timed_lines(align(clip[low:high], text, language), low / sample_rate)
+            part = timed_lines(audio.align(low, high, text, language), low / sample_rate)
         else:
             part = unaligned(text, timed[-1].end if timed else cursor)
         part = [within(line, cursor, stop) for line in part]
@@ -161,6 +195,6 @@ def align_span(
         timed.extend(part[:keep])
         last = part[keep - 1]
         # Where the last kept line ends, but not in the tail, and never before that line starts;
-        # at least half a window on (window_end cuts no earlier), so the windows are bounded.
-        cursor = max(cursor + window_seconds / 2, last.start, min(last.end, stop - TAIL_SECONDS))
+        # at least half the window on (window_end cuts no earlier), so the windows are bounded.
+        cursor = max(cursor + reach / 2, last.start, min(last.end, stop - TAIL_SECONDS))
     return timed

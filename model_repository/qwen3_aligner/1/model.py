@@ -143,13 +143,13 @@ class TritonPythonModel:
         """
         received = [Received.of(request) for request in requests]
         if len(received) == 1 or not self.batching:
-            results = [self._align(item, self.engine.align) for item in received]
+            results = [self._align(item, self.engine.song) for item in received]
         else:
-            rendezvous = Rendezvous(len(received), lambda calls: self.engine.align_many(calls, self.budget))
+            rendezvous = Rendezvous(len(received), lambda spans: self.engine.align_many(spans, self.budget))
 
             def align(item: Received) -> Result:
                 try:
-                    return self._align(item, lambda *call: rendezvous.submit(call))
+                    return self._align(item, lambda clip: self.engine.song(clip, run=rendezvous.submit))
                 finally:
                     rendezvous.leave()
 
@@ -157,11 +157,11 @@ class TritonPythonModel:
                 results = list(pool.map(align, received))
         return [self._respond(result) for result in results]
 
-    def _align(self, item: Received, engine_align) -> Result:
+    def _align(self, item: Received, song_audio) -> Result:
         """The request path for one request's inputs; its values, or why it has none."""
         try:
             values = align_request(
-                item.audio, item.lyrics, item.language, engine_align=engine_align,
+                item.audio, item.lyrics, item.language, song_audio=song_audio,
                 voice_activity=lambda clip: self._voiced_segments(clip, item.request_id),
                 settings=self.settings, thresholds=self.thresholds,
             )

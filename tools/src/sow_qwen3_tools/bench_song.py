@@ -165,6 +165,21 @@ def fixed_share_judge(judge, thresholds, flagged: list[int]):
     return judged
 
 
+class TimedSong:
+    """An ``EncodedSong`` whose every ``align`` is timed and recorded in ``calls`` (the first one's time includes
+    encoding the song), its answer spread evenly (``spread_evenly``)."""
+
+    def __init__(self, song, calls: list[Call]) -> None:
+        self.samples, self.grid = song.samples, song.grid
+        self._song, self._calls = song, calls
+
+    def align(self, low: int, high: int, lines: list[str], language: str):
+        started = time.perf_counter()
+        result = self._song.align(low, high, lines, language)
+        self._calls.append(Call((high - low) / SAMPLE_RATE, len(lines), time.perf_counter() - started))
+        return spread_evenly(result)
+
+
 def spread_evenly(alignment):
     """``alignment`` (an ``sow_aligner.alignment.Alignment``) with its units spread evenly over its audio:
     unit k of n from k * d / n to (k + 1) * d / n for audio of d seconds; line times follow from the units
@@ -213,14 +228,9 @@ def measure_realign(model_dir: Path, song: Song, share: float, run_lines: int) -
     engine.align(warm_audio, sung_lines(warm_lyrics).lines, LANGUAGE)
 
     def run(passes: int, calls: list[Call]) -> tuple[float, list[int]]:
-        def timed_align(clip, part, language):
-            started = time.perf_counter()
-            result = engine.align(clip, part, language)  # noqa: F821  (deleted only after the runs)
-            calls.append(Call(len(clip) / SAMPLE_RATE, len(part), time.perf_counter() - started))
-            return spread_evenly(result)
-
         started = time.perf_counter()
-        values = align_request(audio.reshape(1, -1), lyrics, LANGUAGE, engine_align=timed_align,
+        values = align_request(audio.reshape(1, -1), lyrics, LANGUAGE,
+                               song_audio=lambda clip: TimedSong(engine.song(clip), calls),  # noqa: F821
                                voice_activity=lambda clip: segments, settings=replace(settings, realign_passes=passes),
                                thresholds=thresholds, judge=judged)
         return time.perf_counter() - started, values.outputs["LINE_PASS"]
