@@ -8,7 +8,7 @@ Components of Qwen3-ForcedAligner's thinker:
   decoder layers   the text decoder's layers (causal attention over every token);
   timestamp head   ``lm_head``: hidden size -> classify_num classes, at every
                    token (stock) or only at the timestamp tokens;
-  other            the rest of the thinker call (embeddings, rope index, norms).
+  other            the rest of the forward pass (embeddings, rope index, norms).
 
 ``component_flops`` counts multiply-adds as 2 FLOPs for the matmuls,
 convolutions and attention (elementwise work is left out); its counts agree
@@ -90,10 +90,14 @@ def attention_flops(config, shape: ForwardShape) -> dict[str, int]:
 
 
 class ComponentTimer:
-    """Seconds per component of the thinker calls made inside ``timing()``, summed over calls.
+    """Seconds per component of the forward passes made inside ``timing()``, summed over calls.
 
-    ``inputs`` holds the last call's prompt tokens and mel frames (keyword
-    arguments ``input_ids`` and ``feature_attention_mask``, as qwen-asr passes them).
+    A forward pass is a thinker call with its audio inside (stock qwen-asr),
+    or an audio tower call and then a thinker call on the embeddings (the
+    engine's ``EncodedSong``): the outermost of those calls are the pass's
+    time, the components are within it, and "other" is the rest. ``inputs``
+    holds the last pass's prompt tokens (the thinker's ``input_ids`` or
+    ``inputs_embeds``) and mel frames (the audio tower's ``feature_lens``).
     """
 
     def __init__(self, thinker, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -101,15 +105,15 @@ class ComponentTimer:
         self.clock = clock
         # (first module, last module): a span runs from the first's call to the last's return, once per call.
         self.spans = {
-            "thinker": (thinker, thinker),
             "audio tower": (tower, tower),
             "conv chunks": (tower.conv2d1, tower.conv2d3),
             "conv out": (tower.conv_out, tower.conv_out),
             "decoder layers": (thinker.model.layers[0], thinker.model.layers[-1]),
             "timestamp head": (thinker.lm_head, thinker.lm_head),
         }
-        self.seconds = {name: 0.0 for name in self.spans}
-        self.inputs: dict[str, int] = {}  # tokens and mel_frames of the last thinker call
+        self._thinker, self._tower = thinker, tower
+        self.seconds = {name: 0.0 for name in (*self.spans, "passes")}
+        self.inputs: dict[str, int] = {}  # tokens and mel_frames of the last pass
 
     @contextmanager
     def timing(self) -> Iterator[ComponentTimer]:
@@ -122,12 +126,25 @@ class ComponentTimer:
                 self.seconds[name] += self.clock() - started.pop(name)
 
             handles += [first.register_forward_pre_hook(begin), last.register_forward_hook(end)]
-        def inputs(_, args, kwargs):
-            self.inputs = {"tokens": int(kwargs["input_ids"].shape[1]),
-                           "mel_frames": int(kwargs["feature_attention_mask"].sum())}
+        depth = [0]  # calls of the thinker or the audio tower under way
 
-        thinker = self.spans["thinker"][0]
-        handles.append(thinker.register_forward_pre_hook(inputs, with_kwargs=True))
+        def enter(module, _args, kwargs):
+            if depth[0] == 0:
+                started["passes"] = self.clock()
+            depth[0] += 1
+            if module is self._tower:
+                self.inputs["mel_frames"] = int(kwargs["feature_lens"].sum())
+            else:
+                prompt = kwargs.get("input_ids")
+                self.inputs["tokens"] = int((prompt if prompt is not None else kwargs["inputs_embeds"]).shape[1])
+
+        def leave(*_):
+            depth[0] -= 1
+            if depth[0] == 0:
+                self.seconds["passes"] += self.clock() - started.pop("passes")
+
+        for module in (self._thinker, self._tower):
+            handles += [module.register_forward_pre_hook(enter, with_kwargs=True), module.register_forward_hook(leave)]
         try:
             yield self
         finally:
@@ -144,7 +161,7 @@ class ComponentTimer:
             "decoder layers": s["decoder layers"],
             "timestamp head": s["timestamp head"],
         }
-        return {**parts, "other": s["thinker"] - sum(parts.values())}
+        return {**parts, "other": s["passes"] - sum(parts.values())}
 
 
 def forward_shape(config, mel_frames: int, tokens: int, head_rows: int, windowed: bool) -> ForwardShape:
