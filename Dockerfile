@@ -50,8 +50,10 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps ./contract ./core ./serve
 
 FROM ${PYTHON_IMAGE}
 # nginx for sow-qwen3-proxy: Debian bookworm's 1.22 has the http2 and grpc modules.
+# g++ for torch.compile, which builds the decoder's fused CPU kernels at load
+# (SOW_QWEN3_COMPILE=auto, CPU in bfloat16; docs/deploy.md).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nginx-light=1.22.* \
+ && apt-get install -y --no-install-recommends nginx-light=1.22.* g++=4:12.2.* \
  && rm -rf /var/lib/apt/lists/*
 # A home directory: numba (through librosa) refuses at import time to load
 # cached functions when no cache folder is writable, and Hugging Face and

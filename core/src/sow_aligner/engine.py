@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from sow_qwen3_contract.tensors import SAMPLE_RATE  # noqa: E402
 from .access import permission_problem  # noqa: E402
 from .alignment import Alignment, alignment_from_slots  # noqa: E402
 from .batching import BatchBudget, budget_groups, run_splitting  # noqa: E402
+from .decoder_compile import compile_layers, uncompile_layers  # noqa: E402
 from .dtype_probe import DtypeChoice, ProbeShapes, choose_cpu_dtype, measure_gflops  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
@@ -59,6 +61,9 @@ log = logging.getLogger(__name__)
 AUDIO_PAD = "<|audio_pad|>"
 AUDIO_PROMPT = f"<|audio_start|>{AUDIO_PAD}<|audio_end|>"
 TIMESTAMP_PAIR = "<timestamp><timestamp>"
+# What the load-time self-check and warm-up align: CJK characters and words.
+SELF_CHECK_LINES = ("奇异恩典 amazing grace",)
+SELF_CHECK_LANGUAGE = "Chinese"
 # One-second chunks the audio encoder's convolution front end runs at once.
 # qwen-asr's default (500) holds a 300 s song's whole CNN activation, the
 # service's peak memory; 50 cuts the peak by about 1.6 GB at the same speed
@@ -181,8 +186,12 @@ class AlignmentEngine:
             enable_windowed_attention(aligner.model)
         engine = cls(aligner, settings, choice)
         engine.self_check()
-        log.info("loaded %s on %s as %s (encoder attention: %s, memory limit %.1f GiB)",
-                 path, device, dtype, settings.encoder_attention, memory / 1024**3)
+        compiled = settings.compile == "auto" and device == "cpu" and dtype == "bfloat16"
+        if compiled:
+            compiled = engine.compile_decoder(batched=settings.batches_on(device))
+        log.info("loaded %s on %s as %s (encoder attention: %s, decoder %s, memory limit %.1f GiB)",
+                 path, device, dtype, settings.encoder_attention, "compiled" if compiled else "uncompiled",
+                 memory / 1024**3)
         return engine
 
     @property
@@ -198,9 +207,41 @@ class AlignmentEngine:
         words, _ = self.aligner.aligner_processor.encode_timestamp(line, language)
         return words
 
+    def compile_decoder(self, batched: bool) -> bool:
+        """Compile the decoder's layers (``decoder_compile``) and warm them up; whether they now run compiled.
+
+        The warm-up aligns a short silent clip, and with ``batched`` two spans
+        in one batched pass (its attention mask is another graph), so that no
+        request waits for a compile. When compiling fails (no C++ compiler, or
+        any other error) the layers run uncompiled again and a warning says
+        why: the model still loads.
+        """
+        thinker = self.aligner.model.thinker
+        started = time.perf_counter()
+        compile_layers(thinker)
+        lines = list(SELF_CHECK_LINES)
+        try:
+            self.align(np.zeros(4 * SAMPLE_RATE, np.float32), lines, SELF_CHECK_LANGUAGE)
+            if batched:
+                clips = [np.zeros(seconds * SAMPLE_RATE, np.float32) for seconds in (2, 4)]
+                spans = [self.song(clip).span(0, len(clip), lines, SELF_CHECK_LANGUAGE) for clip in clips]
+                failed = [answer for answer in self.align_many(spans, BatchBudget(1e9, 10**12))
+                          if isinstance(answer, Exception)]
+                if failed:
+                    raise failed[0]
+        except Exception as exc:  # noqa: BLE001 - any failure to compile leaves the eager model serving
+            uncompile_layers(thinker)
+            torch._dynamo.reset()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            log.warning("decoder not compiled, running uncompiled (set SOW_QWEN3_COMPILE=off to skip trying): "
+                        "%s: %s", type(exc).__name__, reason[:300])
+            return False
+        log.info("decoder compiled (torch.compile) and warmed up in %.1f s", time.perf_counter() - started)
+        return True
+
     def self_check(self) -> None:
         """Fail loading if the tokenizer does not keep one <timestamp> token per marker."""
-        units = self.units("奇异恩典 amazing grace", "Chinese")
+        units = self.units(SELF_CHECK_LINES[0], SELF_CHECK_LANGUAGE)
         ids = self.aligner.processor.tokenizer(TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR)["input_ids"]
         found = sum(1 for i in ids if i == self.aligner.timestamp_token_id)
         if found != 2 * len(units):

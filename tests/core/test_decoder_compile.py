@@ -1,0 +1,67 @@
+"""The decoder compiled with torch.compile (``sow_aligner.decoder_compile``; CPU, bfloat16, ``compile=auto``):
+the timestamp classes are those of the eager decoder on the tiny informative checkpoint, a prompt of another
+length compiles nothing more, and a failed compile leaves the model loaded and aligning, uncompiled.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from sow_aligner import settings as sow_settings
+from sow_aligner.decoder_compile import is_compiled, uncompile_layers
+from sow_aligner.engine import AlignmentEngine
+from sow_qwen3_server import launcher
+from support.audio import REPO, speech
+from support.batch_invariance import CONFIDENCE_TOLERANCE
+
+ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
+CALLS = [(speech(20.0), ZH, "Chinese"), (speech(8.5), ZH[:2] * 3, "Chinese")]
+
+
+def load(model_dir, dtype: str, **changes: str) -> AlignmentEngine:
+    parameters = {**launcher.config_parameters(REPO / "model_repository"), "model_path": str(model_dir),
+                  "dtype": dtype, "device": "cpu", **changes}
+    return AlignmentEngine.load(sow_settings.resolve(parameters, {}))
+
+
+def graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def test_the_compiled_decoder_keeps_every_timestamp_class_and_compiles_once(tiny_model_dir):
+    torch._dynamo.reset()
+    engine = load(tiny_model_dir, "bfloat16")
+    thinker = engine.aligner.model.thinker
+    assert is_compiled(thinker)
+    compiled_graphs = graphs()
+    assert compiled_graphs > 0
+    fast = [engine.align(*call) for call in CALLS]
+    assert graphs() == compiled_graphs, "a prompt of another length compiled again"
+    uncompile_layers(thinker)
+    eager = [engine.align(*call) for call in CALLS]
+    for mine, theirs in zip(fast, eager):
+        assert len(set(theirs.unit_start) | set(theirs.unit_end)) >= 5  # informative: the times vary
+        assert (mine.unit_start, mine.unit_end) == (theirs.unit_start, theirs.unit_end)
+        assert mine.evidence.unit_confidence == pytest.approx(theirs.evidence.unit_confidence,
+                                                              abs=CONFIDENCE_TOLERANCE)
+
+
+def test_a_failed_compile_leaves_the_model_aligning_uncompiled(tiny_model_dir, tmp_path, monkeypatch, caplog):
+    """A compiler that does not exist, as in an image without g++; no cached kernels to fall back on."""
+    torch._dynamo.reset()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (str(tmp_path / "no-such-g++"),))
+    with caplog.at_level(logging.WARNING, logger="sow_aligner.engine"):
+        engine = load(tiny_model_dir, "bfloat16")
+    assert not is_compiled(engine.aligner.model.thinker)
+    assert any("decoder not compiled" in record.getMessage() for record in caplog.records)
+    assert engine.align(*CALLS[1]).unit_start
+
+
+@pytest.mark.parametrize(("dtype", "changes"), [("float32", {}), ("bfloat16", {"compile": "off"})])
+def test_float32_and_compile_off_run_uncompiled(tiny_model_dir, dtype, changes):
+    # float32 is held exactly to stock qwen-asr, so it stays eager.
+    assert not is_compiled(load(tiny_model_dir, dtype, **changes).aligner.model.thinker)
