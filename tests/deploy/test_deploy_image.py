@@ -138,6 +138,28 @@ def test_stop_is_clean_within_the_grace_period(stack):
     print(f"\ncompose stop: {took:.1f} s")
 
 
+def test_the_image_compiles_the_decoder_in_bfloat16(image, readable_checkpoint):
+    """The image has what torch.compile needs (g++, a writable /tmp even on a read-only root, as the Kubernetes
+    pod runs it): the engine, loaded as the model loads it, in bfloat16 on CPU, runs its decoder compiled."""
+    script = (
+        "from pathlib import Path\n"
+        "from sow_aligner import settings\n"
+        "from sow_aligner.decoder_compile import is_compiled\n"
+        "from sow_aligner.engine import AlignmentEngine\n"
+        "from sow_qwen3_server.launcher import config_parameters\n"
+        "parameters = {**config_parameters(Path('/app/model_repository')), 'dtype': 'bfloat16', 'device': 'cpu'}\n"
+        "engine = AlignmentEngine.load(settings.resolve(parameters, {}))\n"
+        "print('compiled' if is_compiled(engine.aligner.model.thinker) else 'uncompiled')\n"
+    )
+    # The pod's writable folders (deploy/kubernetes/base/deployment.yaml): /tmp and the caches under the home.
+    result = docker("run", "--rm", "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/home/aligner/.cache:mode=1777",
+                    "--cpus", "1",
+                    "--mount", f"type=bind,source={readable_checkpoint},target=/models/qwen3-forced-aligner,readonly",
+                    "--entrypoint", "python", image, "-c", script, timeout=300, check=False)
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "compiled", \
+        (result.stdout[-2000:], result.stderr[-3000:])
+
+
 def test_an_unreadable_checkpoint_leaves_the_aligner_up_unhealthy_and_not_restarting(image, tiny_model_dir, tmp_path):
     """A folder only root may read (mode 0700): the log names the path and the cause, and nothing restarts."""
     private = tmp_path / "private-checkpoint"

@@ -56,5 +56,7 @@ def test_an_explicit_dtype_wins_without_a_probe(tiny_model_dir, server_logs):
         assert [dict(labels) for labels in chosen] == [{**dict(LABELS), "dtype": "bfloat16", "reason": "setting"}]
         assert samples_named(samples, "sow_qwen3_dtype_probe_gflops") == {}
         assert "dtype bfloat16 (setting)" in server.log() and "(probe)" not in server.log()
+        # CPU in bfloat16: the decoder is compiled inside the Triton stub (whose locale may be bare C).
+        assert "decoder compiled (torch.compile)" in server.log(), server.log()[-3000:]
     finally:
         assert_clean_stop(server)

@@ -218,9 +218,9 @@ class AlignmentEngine:
         """
         thinker = self.aligner.model.thinker
         started = time.perf_counter()
-        compile_layers(thinker)
         lines = list(SELF_CHECK_LINES)
         try:
+            compile_layers(thinker)  # imports torch's compiler: this can fail too
             self.align(np.zeros(4 * SAMPLE_RATE, np.float32), lines, SELF_CHECK_LANGUAGE)
             if batched:
                 clips = [np.zeros(seconds * SAMPLE_RATE, np.float32) for seconds in (2, 4)]

@@ -8,6 +8,7 @@ library). Tensor names and types come from config.pbtxt.
 from __future__ import annotations
 
 import json
+import locale
 import logging
 import os
 import threading
@@ -106,6 +107,12 @@ class TritonPythonModel:
             settings = sow_settings.resolve(parameters, os.environ)
             self.thresholds = Thresholds.from_parameters(parameters)
             instance_count = sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
+            # The stub's embedded Python keeps the bare C locale (ASCII) whatever LANG says, and open() reads
+            # text in the locale's encoding: torch.compile reads its kernel templates so (SOW_QWEN3_COMPILE).
+            try:
+                locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
+            except locale.Error as exc:
+                log.warning("%s: no C.UTF-8 locale (%s): compiling the decoder may fail", self.instance_name, exc)
             # torch is imported only now, so that a settings error is reported fast.
             import torch
 

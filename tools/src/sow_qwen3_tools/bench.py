@@ -73,6 +73,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,7 +277,10 @@ class Service:
         serve_args = ("--instance-count", str(instance_count)) if instance_count else ()
         started = time.perf_counter()
         settings = {**(env or {}), **({"SOW_QWEN3_DTYPE": dtype} if dtype else {})}
-        self.server = start_server(model_dir, log_dir, env=settings, serve_args=serve_args)
+        # An empty inductor cache: the decoder compiles at load as in a fresh container (SOW_QWEN3_COMPILE).
+        inductor_cache = tempfile.mkdtemp(prefix="inductor-", dir=log_dir)
+        self.server = start_server(model_dir, log_dir, env={**settings, "TORCHINDUCTOR_CACHE_DIR": inductor_cache},
+                                   serve_args=serve_args)
         self.load_seconds = time.perf_counter() - started
         self.timeout_s = timeout_s
         self.clients = {
