@@ -50,10 +50,17 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps ./contract ./core ./serve
 
 FROM ${PYTHON_IMAGE}
 # nginx for sow-qwen3-proxy: Debian bookworm's 1.22 has the http2 and grpc modules.
-# g++ for torch.compile, which builds the decoder's fused CPU kernels at load
-# (SOW_QWEN3_COMPILE=auto, CPU in bfloat16; docs/deploy.md).
+# g++ and Python's headers for torch.compile, which builds the decoder's fused
+# CPU kernels at load (SOW_QWEN3_COMPILE=auto, CPU in bfloat16; docs/deploy.md).
+# The official Python images carry the headers; a base image whose Python is
+# Debian's gets them from Debian's libpython3.X-dev.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nginx-light=1.22.* g++=4:12.2.* \
+ && include="$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+ && if [ ! -f "${include}/Python.h" ]; then \
+      version="$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"; \
+      apt-get install -y --no-install-recommends "libpython${version}-dev=${version}.*"; \
+    fi \
  && rm -rf /var/lib/apt/lists/*
 # A home directory: numba (through librosa) refuses at import time to load
 # cached functions when no cache folder is writable, and Hugging Face and
@@ -83,9 +90,10 @@ EXPOSE 8000 8001 8002 8080 8081 8082
 # Ready = every model loaded (--strict-readiness=true). A model that fails to
 # load leaves the server up and not ready: unhealthy, not restarting, and the
 # log says why. urlopen raises on any non-2xx status or connection error.
-# start-period covers importing qwen-asr (~6 s on 2 CPU cores) and loading
-# the weights (0.2 s bfloat16, 5-10 s float32), with a wide margin for slow
-# disks and several instances; the first success ends it early.
+# start-period covers importing qwen-asr (~6 s on 2 CPU cores), loading the
+# weights (0.2 s bfloat16, 5-10 s float32) and, in bfloat16, compiling the
+# decoder (~15 s), with a wide margin for slow disks and several instances;
+# the first success ends it early.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
   CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=4)"]
 # --require-api-key refuses to start unless SOW_QWEN3_API_KEY is a key or the

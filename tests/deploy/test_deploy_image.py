@@ -151,8 +151,10 @@ def test_the_image_compiles_the_decoder_in_bfloat16(image, readable_checkpoint):
         "engine = AlignmentEngine.load(settings.resolve(parameters, {}))\n"
         "print('compiled' if is_compiled(engine.aligner.model.thinker) else 'uncompiled')\n"
     )
-    # The pod's writable folders (deploy/kubernetes/base/deployment.yaml): /tmp and the caches under the home.
-    result = docker("run", "--rm", "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/home/aligner/.cache:mode=1777",
+    # The pod's writable folders (deploy/kubernetes/base/deployment.yaml): /tmp and the caches under the home,
+    # emptyDirs, where files may be executed (the compiled kernels are loaded from /tmp); Docker's tmpfs is
+    # noexec unless told.
+    result = docker("run", "--rm", "--read-only", "--tmpfs", "/tmp:exec", "--tmpfs", "/home/aligner/.cache:mode=1777",
                     "--cpus", "1",
                     "--mount", f"type=bind,source={readable_checkpoint},target=/models/qwen3-forced-aligner,readonly",
                     "--entrypoint", "python", image, "-c", script, timeout=300, check=False)
