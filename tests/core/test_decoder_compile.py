@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sow_aligner import settings as sow_settings
+from sow_aligner.batching import BatchBudget
 from sow_aligner.decoder_compile import is_compiled, uncompile_layers
 from sow_aligner.engine import AlignmentEngine
 from sow_qwen3_server import launcher
@@ -46,6 +47,25 @@ def test_the_compiled_decoder_keeps_every_timestamp_class_and_compiles_once(tiny
         assert (mine.unit_start, mine.unit_end) == (theirs.unit_start, theirs.unit_end)
         assert mine.evidence.unit_confidence == pytest.approx(theirs.evidence.unit_confidence,
                                                               abs=CONFIDENCE_TOLERANCE)
+
+
+def test_with_batching_on_the_warm_up_compiles_the_batched_pass_too(tiny_model_dir):
+    """A batched pass (right-padded prompts, an attention mask) is another graph: compiled at load, so a batch
+    of other lengths compiles nothing more, and it times each span as the eager decoder does."""
+    torch._dynamo.reset()
+    engine = load(tiny_model_dir, "bfloat16", batching="on")
+    thinker = engine.aligner.model.thinker
+    compiled_graphs = graphs()
+
+    def batched():
+        spans = [engine.song(audio).span(0, len(audio), lines, language) for audio, lines, language in CALLS]
+        return engine.align_many(spans, BatchBudget(1e9, 10**12))
+
+    fast = batched()
+    assert is_compiled(thinker) and graphs() == compiled_graphs, "a batch of other lengths compiled again"
+    uncompile_layers(thinker)
+    for mine, theirs in zip(fast, batched()):
+        assert (mine.unit_start, mine.unit_end) == (theirs.unit_start, theirs.unit_end)
 
 
 def test_a_failed_compile_leaves_the_model_aligning_uncompiled(tiny_model_dir, tmp_path, monkeypatch, caplog):
