@@ -14,8 +14,13 @@
     ``enable_windowed_attention`` (sdpa per window). Also prints how far the
     windowed output lies from the masked one (should be rounding) and from
     stock (the real change of windowing).
+(c) The audio encoder as the engine runs it (windowed; convolutions
+    channels-last in bfloat16) for each ``conv_chunksize``: how many one-second
+    chunks the convolution front end takes at once (qwen-asr's 500, and the
+    engine's ``CONV_CHUNKS`` among others), 120 s of audio, with whether the
+    output is bit-identical to 500's.
 
-``--quick`` (under a minute): n = 1000, 2000 and 30 s in bfloat16 only.
+``--quick`` (under a minute): n = 1000, 2000 and 30 s in bfloat16 only; no (c).
 Encoder times are the best of 2 runs (1 with --quick) after one warm-up
 call per encoder, in seconds, with torch's default threads. Times on shared
 machines vary by up to 50% from run to run, so compare ratios within one run.
@@ -37,6 +42,7 @@ from qwen_asr.core.transformers_backend.modeling_qwen3_asr import _get_feat_extr
 from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
 
 from sow_aligner.encoder_windows import enable_windowed_attention
+from sow_aligner.engine import CONV_CHUNKS, channels_last_convolutions
 from sow_aligner.timestamps import fix_timestamp
 from sow_qwen3_contract.tensors import SAMPLE_RATE
 from sow_qwen3_tools.tiny_model import write_checkpoint
@@ -150,6 +156,35 @@ def bench_encoder(model_dir: Path, dtypes: list[str], seconds: list[int], repeat
     print()
 
 
+def bench_conv_chunks(model_dir: Path, dtypes: list[str], seconds: int, repeats: int) -> None:
+    aligner = Qwen3ForcedAligner.from_pretrained(str(model_dir), dtype=torch.bfloat16, device_map="cpu")
+    extractor, base = aligner.processor.feature_extractor, aligner.model.thinker.audio_tower.eval()
+    del aligner
+    sizes = sorted({500, 50, 8, CONV_CHUNKS, 4}, reverse=True)
+    print(f"## Convolution chunks at once (audio encoder as the engine runs it, {seconds} s of audio, "
+          f"{torch.get_num_threads()} threads; the engine's CONV_CHUNKS: {CONV_CHUNKS})\n")
+    print("| dtype | " + " | ".join(f"{size} chunks (s)" for size in sizes) + " | bit-identical to 500 |")
+    print("|---|" + "---|" * (len(sizes) + 1))
+    for dtype in dtypes:
+        encoder = copy.deepcopy(base).to(getattr(torch, dtype))
+        enable_windowed_attention(encoder)
+        if dtype == "bfloat16":
+            channels_last_convolutions(encoder)
+        times, outputs = {}, {}
+        with torch.inference_mode():
+            encoder(*encoder_input(extractor, WARM_UP_SECONDS, dtype))
+            mel, lens = encoder_input(extractor, seconds, dtype)
+            for size in sizes:
+                encoder.conv_chunksize = size
+                times[size], result = best_time(lambda: encoder(mel, feature_lens=lens), repeats)  # noqa: F821
+                outputs[size] = result.last_hidden_state
+        same = all(torch.equal(outputs[size], outputs[500]) for size in sizes)
+        print(f"| {dtype} | " + " | ".join(f"{times[size]:.2f}" for size in sizes) + f" | {'yes' if same else 'no'} |",
+              flush=True)
+        del encoder
+    print()
+
+
 def encoder_input(extractor, seconds: float, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(mel frames of ``seconds`` of test audio, their count): the audio encoder's arguments."""
     features = extractor(test_audio(seconds), sampling_rate=SAMPLE_RATE, padding=True, truncation=False,
@@ -170,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         bench_fix_timestamp([1000, 2000, 4000])
         bench_encoder(args.model_dir, ["bfloat16", "float32"], [30, 120, 300], repeats=2)
+        bench_conv_chunks(args.model_dir, ["bfloat16", "float32"], 120, repeats=3)
     return 0
 
 
