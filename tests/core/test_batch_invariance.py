@@ -10,13 +10,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sow_aligner import settings as sow_settings
 from sow_aligner.batching import BatchBudget
 from sow_aligner.engine import AlignmentEngine
 from sow_aligner.errors import InvalidRequest
-from sow_qwen3_server import launcher
-from support.audio import REPO, noise, speech
+from support.audio import noise, speech
 from support.batch_invariance import CONFIDENCE_TOLERANCE
+from support.engine import cpu_engine
 
 ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
 EN = ["Amazing grace how sweet the sound", "That saved a wretch like me"]
@@ -39,16 +38,13 @@ UNLIMITED = BatchBudget(audio_seconds=10_000, tokens=10_000_000)
 
 def spans(engine: AlignmentEngine, names: list[str]) -> list:
     """The named calls as ``align_many`` takes them: each the whole clip of a song of its own."""
-    return [engine.song(audio).span(0, len(audio), lines, language)
-            for audio, lines, language in (CALLS[name] for name in names)]
+    return [engine.clip_span(*CALLS[name]) for name in names]
 
 
 @pytest.fixture(scope="module", params=["windowed", "full"])
 def engine(request, tiny_model_dir) -> AlignmentEngine:
     torch.set_num_threads(2)
-    parameters = {**launcher.config_parameters(REPO / "model_repository"), "model_path": str(tiny_model_dir),
-                  "dtype": "float32", "device": "cpu", "encoder_attention": request.param}
-    return AlignmentEngine.load(sow_settings.resolve(parameters, {}))
+    return cpu_engine(tiny_model_dir, "float32", encoder_attention=request.param)
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,13 @@
 layout changes no timestamp class against the default layout, on the tiny informative checkpoint."""
 from __future__ import annotations
 
-import pytest
 import torch
 
-from sow_aligner import settings as sow_settings
 from sow_aligner.engine import AlignmentEngine
-from sow_qwen3_server import launcher
-from support.audio import REPO, speech
-from support.batch_invariance import CONFIDENCE_TOLERANCE
+from support.audio import speech
+from support.engine import assert_timed_alike, cpu_engine
 
 ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
-
-
-def load(model_dir, dtype: str) -> AlignmentEngine:
-    parameters = {**launcher.config_parameters(REPO / "model_repository"), "model_path": str(model_dir),
-                  "dtype": dtype, "device": "cpu"}
-    return AlignmentEngine.load(sow_settings.resolve(parameters, {}))
 
 
 def convolutions(engine: AlignmentEngine) -> list[torch.nn.Conv2d]:
@@ -34,7 +25,7 @@ def channels_last(convolution: torch.nn.Conv2d) -> bool:
 
 
 def test_bfloat16_on_cpu_runs_the_convolutions_channels_last_and_keeps_every_timestamp_class(tiny_model_dir):
-    engine = load(tiny_model_dir, "bfloat16")
+    engine = cpu_engine(tiny_model_dir, "bfloat16")
     assert convolutions(engine) and all(map(channels_last, convolutions(engine)))
     calls = [(speech(20.0), ZH, "Chinese"), (speech(8.5), ZH[:2] * 3, "Chinese")]
     fast = [engine.align(*call) for call in calls]
@@ -42,14 +33,11 @@ def test_bfloat16_on_cpu_runs_the_convolutions_channels_last_and_keeps_every_tim
         convolution.to(memory_format=torch.contiguous_format)
     default = [engine.align(*call) for call in calls]
     for mine, theirs in zip(fast, default):
-        assert len(set(theirs.unit_start) | set(theirs.unit_end)) >= 5  # informative: the times vary
-        assert (mine.unit_start, mine.unit_end) == (theirs.unit_start, theirs.unit_end)
-        assert mine.evidence.unit_confidence == pytest.approx(theirs.evidence.unit_confidence,
-                                                              abs=CONFIDENCE_TOLERANCE)
+        assert_timed_alike(mine, theirs)
 
 
 def test_float32_keeps_the_default_layout(tiny_model_dir):
     # In float32 oneDNN's channels-last kernels round differently (2e-7 on the real-size front end), and the
     # float32 path is held exactly to stock qwen-asr: it keeps stock's layout.
-    assert not any(channels_last(convolution) for convolution in convolutions(load(tiny_model_dir, "float32"))
+    assert not any(channels_last(convolution) for convolution in convolutions(cpu_engine(tiny_model_dir, "float32"))
                    if convolution.weight.shape[1] > 1)

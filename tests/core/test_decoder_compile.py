@@ -9,22 +9,13 @@ import logging
 import pytest
 import torch
 
-from sow_aligner import settings as sow_settings
 from sow_aligner.batching import BatchBudget
 from sow_aligner.decoder_compile import is_compiled, uncompile_layers
-from sow_aligner.engine import AlignmentEngine
-from sow_qwen3_server import launcher
-from support.audio import REPO, speech
-from support.batch_invariance import CONFIDENCE_TOLERANCE
+from support.audio import speech
+from support.engine import assert_timed_alike, cpu_engine
 
 ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
 CALLS = [(speech(20.0), ZH, "Chinese"), (speech(8.5), ZH[:2] * 3, "Chinese")]
-
-
-def load(model_dir, dtype: str, **changes: str) -> AlignmentEngine:
-    parameters = {**launcher.config_parameters(REPO / "model_repository"), "model_path": str(model_dir),
-                  "dtype": dtype, "device": "cpu", **changes}
-    return AlignmentEngine.load(sow_settings.resolve(parameters, {}))
 
 
 def graphs() -> int:
@@ -33,7 +24,7 @@ def graphs() -> int:
 
 def test_the_compiled_decoder_keeps_every_timestamp_class_and_compiles_once(tiny_model_dir):
     torch._dynamo.reset()
-    engine = load(tiny_model_dir, "bfloat16")
+    engine = cpu_engine(tiny_model_dir, "bfloat16")
     thinker = engine.aligner.model.thinker
     assert is_compiled(thinker)
     compiled_graphs = graphs()
@@ -43,23 +34,19 @@ def test_the_compiled_decoder_keeps_every_timestamp_class_and_compiles_once(tiny
     uncompile_layers(thinker)
     eager = [engine.align(*call) for call in CALLS]
     for mine, theirs in zip(fast, eager):
-        assert len(set(theirs.unit_start) | set(theirs.unit_end)) >= 5  # informative: the times vary
-        assert (mine.unit_start, mine.unit_end) == (theirs.unit_start, theirs.unit_end)
-        assert mine.evidence.unit_confidence == pytest.approx(theirs.evidence.unit_confidence,
-                                                              abs=CONFIDENCE_TOLERANCE)
+        assert_timed_alike(mine, theirs)
 
 
 def test_with_batching_on_the_warm_up_compiles_the_batched_pass_too(tiny_model_dir):
     """A batched pass (right-padded prompts, an attention mask) is another graph: compiled at load, so a batch
     of other lengths compiles nothing more, and it times each span as the eager decoder does."""
     torch._dynamo.reset()
-    engine = load(tiny_model_dir, "bfloat16", batching="on")
+    engine = cpu_engine(tiny_model_dir, "bfloat16", batching="on")
     thinker = engine.aligner.model.thinker
     compiled_graphs = graphs()
 
     def batched():
-        spans = [engine.song(audio).span(0, len(audio), lines, language) for audio, lines, language in CALLS]
-        return engine.align_many(spans, BatchBudget(1e9, 10**12))
+        return engine.align_many([engine.clip_span(*call) for call in CALLS], BatchBudget(1e9, 10**12))
 
     fast = batched()
     assert is_compiled(thinker) and graphs() == compiled_graphs, "a batch of other lengths compiled again"
@@ -75,7 +62,7 @@ def test_a_failed_compile_leaves_the_model_aligning_uncompiled(tiny_model_dir, t
     monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
     monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (str(tmp_path / "no-such-g++"),))
     with caplog.at_level(logging.WARNING, logger="sow_aligner.engine"):
-        engine = load(tiny_model_dir, "bfloat16")
+        engine = cpu_engine(tiny_model_dir, "bfloat16")
     assert not is_compiled(engine.aligner.model.thinker)
     assert any("decoder not compiled" in record.getMessage() for record in caplog.records)
     assert engine.align(*CALLS[1]).unit_start
@@ -84,4 +71,4 @@ def test_a_failed_compile_leaves_the_model_aligning_uncompiled(tiny_model_dir, t
 @pytest.mark.parametrize(("dtype", "changes"), [("float32", {}), ("bfloat16", {"compile": "off"})])
 def test_float32_and_compile_off_run_uncompiled(tiny_model_dir, dtype, changes):
     # float32 is held exactly to stock qwen-asr, so it stays eager.
-    assert not is_compiled(load(tiny_model_dir, dtype, **changes).aligner.model.thinker)
+    assert not is_compiled(cpu_engine(tiny_model_dir, dtype, **changes).aligner.model.thinker)

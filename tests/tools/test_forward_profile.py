@@ -109,14 +109,9 @@ def test_timer_sums_every_conv_chunk(aligner):
 def test_timer_covers_the_engines_pass_of_a_song_encoded_apart(tiny_model_dir):
     """The engine runs the audio tower, then the thinker on the embeddings: one pass, every component in it,
     and the inputs read from those two calls."""
-    from sow_aligner import settings as sow_settings
-    from sow_aligner.engine import AlignmentEngine
-    from sow_qwen3_server import launcher
-    from support.audio import REPO
+    from support.engine import cpu_engine
 
-    parameters = {**launcher.config_parameters(REPO / "model_repository"), "model_path": str(tiny_model_dir),
-                  "dtype": "float32", "device": "cpu"}
-    engine = AlignmentEngine.load(sow_settings.resolve(parameters, {}))
+    engine = cpu_engine(tiny_model_dir, "float32")
     clip = speech(12.5)
     timer = ComponentTimer(engine.aligner.model.thinker)
     with timer.timing():
@@ -126,5 +121,5 @@ def test_timer_covers_the_engines_pass_of_a_song_encoded_apart(tiny_model_dir):
     parts = timer.components()
     assert all(parts[name] > 0 for name in COMPONENTS[:4]), parts
     assert parts["other"] >= 0 and sum(parts.values()) <= wall
-    prepared = engine.prepare(engine.song(clip).span(0, len(clip), ["奇异恩典"], "Chinese"))
+    prepared = engine.prepare(engine.clip_span(clip, ["奇异恩典"], "Chinese"))
     assert timer.inputs == {"tokens": prepared.tokens, "mel_frames": len(clip) // 160}

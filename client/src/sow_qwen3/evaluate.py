@@ -116,8 +116,6 @@ def report_table(report: EvalReport) -> str:
     return "\n".join(rows) + "\n"
 
 
-
-
 class FolderError(ValueError):
     """A folder of timings that cannot be used as it is (exit 2); the message names it."""
 

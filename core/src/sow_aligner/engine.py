@@ -188,9 +188,8 @@ class AlignmentEngine:
             enable_windowed_attention(aligner.model)
         engine = cls(aligner, settings, choice)
         engine.self_check()
-        compiled = settings.compile == "auto" and device == "cpu" and dtype == "bfloat16"
-        if compiled:
-            compiled = engine.compile_decoder(batched=settings.batches_on(device))
+        compiled = (settings.compile == "auto" and device == "cpu" and dtype == "bfloat16"
+                    and engine.compile_decoder(batched=settings.batches_on(device)))
         log.info("loaded %s on %s as %s (encoder attention: %s, decoder %s, memory limit %.1f GiB)",
                  path, device, dtype, settings.encoder_attention, "compiled" if compiled else "uncompiled",
                  memory / 1024**3)
@@ -225,8 +224,8 @@ class AlignmentEngine:
             compile_layers(thinker)  # imports torch's compiler: this can fail too
             self.align(np.zeros(4 * SAMPLE_RATE, np.float32), lines, SELF_CHECK_LANGUAGE)
             if batched:
-                clips = [np.zeros(seconds * SAMPLE_RATE, np.float32) for seconds in (2, 4)]
-                spans = [self.song(clip).span(0, len(clip), lines, SELF_CHECK_LANGUAGE) for clip in clips]
+                spans = [self.clip_span(np.zeros(seconds * SAMPLE_RATE, np.float32), lines, SELF_CHECK_LANGUAGE)
+                         for seconds in (2, 4)]
                 failed = [answer for answer in self.align_many(spans, BatchBudget(1e9, 10**12))
                           if isinstance(answer, Exception)]
                 if failed:
@@ -234,7 +233,7 @@ class AlignmentEngine:
         except Exception as exc:  # noqa: BLE001 - any failure to compile leaves the eager model serving
             uncompile_layers(thinker)
             torch._dynamo.reset()
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reason = (str(exc).strip().splitlines() or [""])[0]
             log.warning("decoder not compiled, running uncompiled (set SOW_QWEN3_COMPILE=off to skip trying): "
                         "%s: %s", type(exc).__name__, reason[:300])
             return False
@@ -259,7 +258,12 @@ class AlignmentEngine:
         units than the model can place, or more tokens than it takes; any
         other exception is a failure of the service.
         """
-        return self.song(audio).align(0, len(audio), lines, language)
+        return self.align_span(self.clip_span(audio, lines, language))
+
+    def clip_span(self, audio: np.ndarray, lines: list[str], language: str) -> Span:
+        """The span that is the whole of ``audio``, a song of its own: what ``align`` aligns, and a call of
+        ``align_many``."""
+        return self.song(audio).span(0, len(audio), lines, language)
 
     def song(self, clip: np.ndarray, run: Callable[[Span], Alignment] | None = None) -> EncodedSong:
         """``clip`` (16 kHz mono) as the song whose parts are aligned (``windows.SongAudio``); nothing runs yet.

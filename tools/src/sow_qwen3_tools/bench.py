@@ -711,7 +711,7 @@ def best_stock_table(run: Run) -> list[str]:
         rows += ["", "The default cuts a song longer than `window_seconds` (180 s) into windows, each moving on by "
                  "at least half a window, and re-aligns doubtful runs between anchors (`realign_passes` 2). With "
                  "random weights the model piles lines at a window's start, so windows move on by the minimum and "
-                 "most lines are flagged: a window count near the bound (1 + ceil((S - 180) / 90)) and no "
+                 "most lines are flagged: a window count near the bound (about 1 + ceil((S - 180) / 90)) and no "
                  "anchors to re-align between are what random weights cost, not what trained weights do."]
     return rows
 

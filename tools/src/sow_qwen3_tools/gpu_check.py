@@ -150,7 +150,7 @@ def forward_flops(engine, audio: np.ndarray, lines: Sequence[str], windowed: boo
     tokens only (as the engine)."""
     from sow_qwen3_tools.forward_profile import component_flops, forward_shape
 
-    prepared = engine.prepare(engine.song(audio).span(0, len(audio), list(lines), LANGUAGE))
+    prepared = engine.prepare(engine.clip_span(audio, list(lines), LANGUAGE))
     mel_frames = len(audio) // engine.aligner.processor.feature_extractor.hop_length
     config = engine.aligner.model.config.thinker_config
     head_rows = prepared.tokens if head_everywhere else 2 * len(prepared.units)
@@ -205,18 +205,12 @@ def unlimited():
     return BatchBudget(audio_seconds=1e9, tokens=10**12)
 
 
-def whole_clips(engine, calls: Sequence[tuple[np.ndarray, Sequence[str], str]]) -> list:
-    """Each (audio, lines, language) as the span of a song of its own that is the whole clip (``align_many``'s
-    calls)."""
-    return [engine.song(audio).span(0, len(audio), list(lines), language) for audio, lines, language in calls]
-
-
 def invariance(engine, sizes: dict) -> Invariance:
     """A mix of calls in one batched pass against each alone (see step 4)."""
     lengths = [*sizes["parity_seconds"], sizes["clip_seconds"] // 2, sizes["parity_seconds"][0]]
     calls = [(audio, lines, LANGUAGE) for audio, lines in map(song, lengths)]
     alone = [engine.align(*call) for call in calls]
-    together = engine.align_many(whole_clips(engine, calls), unlimited())
+    together = engine.align_many([engine.clip_span(*call) for call in calls], unlimited())
     pairs = [(a, b) for single, batched in zip(alone, together)
              for a, b in zip([*single.unit_start, *single.unit_end], [*batched.unit_start, *batched.unit_end])]
     confidence = max(abs(a - b) for single, batched in zip(alone, together)
@@ -229,8 +223,8 @@ def engine_speed(engine, device: Device, sizes: dict, batch: int) -> Speed:
     audio, lines = song(sizes["clip_seconds"])
     calls = [(audio, lines, LANGUAGE)] * batch
     # The spans are made in every call: each call encodes its songs again, as the service does for each request.
-    seconds, peak = median_call(device, lambda: engine.align_many(whole_clips(engine, calls), unlimited()),
-                                sizes["repeats"])
+    seconds, peak = median_call(device, lambda: engine.align_many([engine.clip_span(*call) for call in calls],
+                                                                  unlimited()), sizes["repeats"])
     flops = batch * forward_flops(engine, audio, lines, windowed=True, head_everywhere=False)
     return Speed("service engine, batched", batch, seconds, batch * audio.size / SAMPLE_RATE, flops, peak)
 
