@@ -8,9 +8,10 @@ import logging
 
 import pytest
 import torch
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from sow_aligner.batching import BatchBudget
-from sow_aligner.decoder_compile import is_compiled, uncompile_layers
+from sow_aligner.decoder_compile import CONTIGUOUS_SDPA, SDPA, contiguous_heads_sdpa, is_compiled, uncompile_layers
 from support.audio import speech
 from support.engine import assert_timed_alike, cpu_engine
 
@@ -27,11 +28,13 @@ def test_the_compiled_decoder_keeps_every_timestamp_class_and_compiles_once(tiny
     engine = cpu_engine(tiny_model_dir, "bfloat16")
     thinker = engine.aligner.model.thinker
     assert is_compiled(thinker)
+    assert thinker.model.layers[0].self_attn.config._attn_implementation == CONTIGUOUS_SDPA
     compiled_graphs = graphs()
     assert compiled_graphs > 0
     fast = [engine.align(*call) for call in CALLS]
     assert graphs() == compiled_graphs, "a prompt of another length compiled again"
     uncompile_layers(thinker)
+    assert thinker.model.layers[0].self_attn.config._attn_implementation == SDPA
     eager = [engine.align(*call) for call in CALLS]
     for mine, theirs in zip(fast, eager):
         assert_timed_alike(mine, theirs)
@@ -72,3 +75,33 @@ def test_a_failed_compile_leaves_the_model_aligning_uncompiled(tiny_model_dir, t
 def test_float32_and_compile_off_run_uncompiled(tiny_model_dir, dtype, changes):
     # float32 is held exactly to stock qwen-asr, so it stays eager.
     assert not is_compiled(cpu_engine(tiny_model_dir, dtype, **changes).aligner.model.thinker)
+
+
+class GroupedQueryAttention(torch.nn.Module):
+    """What transformers' sdpa attention reads of a decoder layer's attention module: 2 query heads per key head."""
+    num_key_value_groups = 2
+    is_causal = True
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("padded", [False, True])
+def test_attention_on_contiguous_heads_is_bit_for_bit_sdpa(dtype, padded):
+    """As qwen-asr hands them over: transposed views of (batch, tokens, heads, head size) projections; with a
+    padding mask (a batched pass) the key heads are repeated and the mask taken, as by sdpa itself."""
+    generator = torch.Generator().manual_seed(7)
+    tokens = 300
+
+    def heads(count: int) -> torch.Tensor:
+        return torch.randn(2, tokens, count, 128, generator=generator).to(dtype).transpose(1, 2)
+
+    query, key, value = heads(16), heads(8), heads(8)
+    assert not query.is_contiguous()
+    mask = None
+    if padded:
+        causal = torch.ones(tokens, tokens, dtype=torch.bool).tril()
+        mask = causal & (torch.arange(tokens) < torch.tensor([[tokens], [tokens - 40]]))[:, None, None, :]
+    module = GroupedQueryAttention()
+    mine, _ = contiguous_heads_sdpa(module, query, key, value, mask, scaling=128 ** -0.5)
+    theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=128 ** -0.5)
+    assert mine.shape == theirs.shape == (2, tokens, 16, 128)
+    assert torch.equal(mine, theirs)
