@@ -54,8 +54,10 @@ FROM ${PYTHON_IMAGE}
 # CPU kernels at load (SOW_QWEN3_COMPILE=auto, CPU in bfloat16; docs/deploy.md).
 # The official Python images carry the headers; a base image whose Python is
 # Debian's gets them from Debian's libpython3.X-dev.
+# tcmalloc, which sow-qwen3-serve preloads into tritonserver and its model stubs
+# (glibc's malloc faults every forward pass's activations in again).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nginx-light=1.22.* g++=4:12.2.* \
+ && apt-get install -y --no-install-recommends nginx-light=1.22.* g++=4:12.2.* libtcmalloc-minimal4=2.10-* \
  && include="$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
  && if [ ! -f "${include}/Python.h" ]; then \
       version="$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"; \

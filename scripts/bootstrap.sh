@@ -36,6 +36,17 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     echo "bootstrap: nginx is missing and cannot be installed here; install Debian's nginx-light (the proxy tests need it)" >&2
   fi
 fi
+# tcmalloc from Debian: scripts/serve.py preloads it into tritonserver and its model stubs (glibc's malloc faults
+# every forward pass's activations in again; sow_qwen3_server.launcher.allocator_preload), as the image does.
+if ! ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal.so.4; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing libtcmalloc-minimal4 from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libtcmalloc-minimal4 >/dev/null
+  else
+    echo "bootstrap: tcmalloc is missing and cannot be installed here; install Debian's libtcmalloc-minimal4 (the server runs slower without it)" >&2
+  fi
+fi
 # Chromium and its chromedriver from Debian, for the review page's browser tests
 # (tests/e2e/test_review_browser.py drives /usr/bin/chromium through /usr/bin/chromedriver; nothing is downloaded
 # at test time), and Noto CJK so the page draws Chinese lyrics in its screenshot (docs/review.png).

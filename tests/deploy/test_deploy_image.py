@@ -9,6 +9,7 @@ stopped cleanly. Skipped, with the reason, where no Docker engine is reachable.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import time
@@ -116,6 +117,23 @@ def test_every_process_of_both_services_runs_as_uid_10001(stack):
         rows = [line.split(None, 2)[1:] for line in table]
         assert rows and all(uid == UID for uid, _ in rows), (service, rows)
         assert expected <= {command.strip() for _, command in rows}, (service, rows)
+
+
+def test_the_server_and_its_model_stubs_run_on_tcmalloc(stack):
+    """The image installs it and sow-qwen3-serve preloads it (launcher.allocator_preload)."""
+    script = ("import json, pathlib\n"
+              "found = {}\n"
+              "for proc in pathlib.Path('/proc').glob('[0-9]*'):\n"
+              "    try:\n"
+              "        name = (proc / 'comm').read_text().strip()\n"
+              "        if name in ('tritonserver', 'triton_python_b'):\n"
+              "            found[proc.name] = [name, 'libtcmalloc_minimal' in (proc / 'maps').read_text()]\n"
+              "    except OSError:\n"
+              "        pass\n"
+              "print(json.dumps(found))\n")
+    found = json.loads(docker("exec", stack.container("aligner"), "python", "-c", script).stdout)
+    assert sorted(name for name, _ in found.values()).count("triton_python_b") >= 2, found
+    assert all(preloaded for _, preloaded in found.values()), found
 
 
 def test_limits_are_in_force_and_the_model_sees_them(stack):

@@ -161,3 +161,32 @@ def test_supervisor_sends_the_api_key_only_when_auth_is_on(key, headers):
     assert endpoint.headers == headers
     assert endpoint.repository_url("unload").endswith(f"/v2/repository/models/{serve.MODEL_NAME}/unload")
     assert "s3cret" not in repr(endpoint)
+
+
+def test_the_server_and_its_models_preload_tcmalloc_where_installed(monkeypatch):
+    """scripts/bootstrap.sh installs Debian's libtcmalloc-minimal4 here, as the image does; a preload already set
+    stays after it."""
+    monkeypatch.setenv("LD_PRELOAD", "libother.so")
+    _, env = serve.build_command(options())
+    assert env["LD_PRELOAD"].split() == ["libtcmalloc_minimal.so.4", "libother.so"]
+    monkeypatch.delenv("LD_PRELOAD")
+    _, env = serve.build_command(options(allocator="system"))
+    assert "LD_PRELOAD" not in env
+
+
+def test_without_tcmalloc_the_server_says_so_and_runs_on_glibc(monkeypatch, capsys):
+    # Stand-in for a machine without the library: it cannot be uninstalled for one test.
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setattr(serve.ctypes.util, "find_library", lambda name: None)
+    _, env = serve.build_command(options())
+    assert "LD_PRELOAD" not in env
+    assert "libtcmalloc-minimal4" in capsys.readouterr().err
+
+
+def test_the_allocator_comes_from_the_environment_and_a_bad_one_is_named(monkeypatch, capsys):
+    monkeypatch.setenv("SOW_QWEN3_ALLOCATOR", "system")
+    assert serve.parse_args(["--model-dir", "/m"]).allocator == "system"
+    monkeypatch.setenv("SOW_QWEN3_ALLOCATOR", "jemalloc")
+    with pytest.raises(SystemExit):
+        serve.parse_args(["--model-dir", "/m"])
+    assert "SOW_QWEN3_ALLOCATOR" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -73,6 +74,15 @@ def test_parity_with_in_process_qwen_asr(single_pass_server, expectations, proto
     assert rounded(starts(result)) == expected_starts
     assert rounded(ends(result)) == expected_ends
     assert all(a.start <= b.start for a, b in zip(result.lines, result.lines[1:]))
+
+
+def test_the_server_and_the_model_stubs_run_on_tcmalloc(triton_server):
+    """scripts/serve.py preloads it (launcher.allocator_preload): glibc's malloc faults every pass's activations in
+    again."""
+    processes = [psutil.Process(pid) for pid in triton_server.descendant_pids()]
+    assert len(triton_server.stub_pids()) >= 2  # qwen3_aligner's and silero_vad's
+    for process in processes:
+        assert any("libtcmalloc_minimal" in mapping.path for mapping in process.memory_maps()), process.cmdline()[:2]
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

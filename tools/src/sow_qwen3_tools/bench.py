@@ -224,10 +224,12 @@ def engine_worker_main(model_dir: str) -> None:
 class InProcess:
     """Parent side of a worker subprocess (``worker_main``, or ``engine_worker_main`` with ENGINE_WORKER)."""
 
-    def __init__(self, model_dir: Path, dtype: str | None, worker: str = WORKER) -> None:
+    def __init__(self, model_dir: Path, dtype: str | None, allocator: str, worker: str = WORKER) -> None:
+        """The worker runs on ``allocator``'s malloc (``launcher.ALLOCATORS``), as the service would."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", __name__, worker, str(model_dir), *([dtype] if dtype else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+            env=launcher.with_allocator(dict(os.environ), allocator),
         )
         self.info = self._reply()
 
@@ -432,7 +434,7 @@ def measure_dtype(run: Run, dtype: str, publish: Callable[[], None]) -> None:
     """All cases and the throughput of one dtype; results are appended to ``run`` as they come."""
     options = run.options
     log(f"{dtype}: starting the in-process worker and the server")
-    baseline = InProcess(options.model_dir, dtype)
+    baseline = InProcess(options.model_dir, dtype, options.stock_allocator)
     service = None
     try:
         service = Service(options.model_dir, options.service_dtype, options.log_dir, options.instance_count)
@@ -558,7 +560,7 @@ def measure_throughput(baseline: InProcess, service: Service, result: Throughput
 def measure_profile(run: Run, publish: Callable[[], None]) -> None:
     """The service's engine in-process, one call per song after a warm-up, timed per component."""
     log("profile: loading the engine in-process with config.pbtxt's defaults")
-    worker = InProcess(run.options.model_dir, None, ENGINE_WORKER)
+    worker = InProcess(run.options.model_dir, None, run.options.service_allocator, ENGINE_WORKER)
     try:
         run.engine = worker.info
         worker.call("profile", "warm-up")
@@ -929,6 +931,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process per-component profile")
     parser.add_argument("--no-single-pass", action="store_true",
                         help="skip the second server in the single-pass configuration")
+    parser.add_argument("--stock-allocator", choices=launcher.ALLOCATORS, default="system",
+                        help="malloc of stock qwen-asr: system (glibc's, as qwen-asr runs; default) or auto (the "
+                             "service's: tcmalloc where installed)")
     parser.add_argument("--stock-cutoff", type=float, default=3.0,
                         help="skip a stock dtype on longer songs once it is this many times slower than the other")
     args = parser.parse_args(argv)
@@ -954,7 +959,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"bad selection {unknown or ''}: songs from {','.join(SONGS)}, dtypes bfloat16,float32, "
                      "repeats, requests, concurrency levels and instance count >= 1")
     args.songs = sorted(args.songs, key=int)
+    # The service's malloc, as scripts/serve.py chooses it; the engine's profile runs on it too.
+    args.service_allocator = os.environ.get(launcher.ALLOCATOR_ENV, "").strip() or "auto"
+    if args.stock_allocator != "system":  # its own section: it does not replace stock as users run it
+        args.mode += "-stock-allocator-auto"
     return args
+
+
+def malloc_text(allocator: str) -> str:
+    """Which malloc ``allocator`` gives a process here."""
+    library = launcher.allocator_preload(allocator)
+    return f"tcmalloc ({library}, {launcher.ALLOCATOR_ENV}={allocator})" if library else f"glibc's ({allocator})"
 
 
 def shown_path(path: Path) -> str:
@@ -984,6 +999,8 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(options.mode, command_line(argv), options, datetime.now(UTC), facts=machine_facts())
     run.facts["model"] = (f"real-size architecture, random weights, tiny tokenizer ({shown_path(options.model_dir)}); "
                           "server: encoder attention windowed (config.pbtxt default); A: stock (full attention on CPU)")
+    run.facts["malloc"] = (f"service and its engine profile: {malloc_text(options.service_allocator)}; "
+                           f"stock: {malloc_text(options.stock_allocator)}")
     run.notes.append(f"load average (1 min) at start: {os.getloadavg()[0]:.2f}")
 
     def publish() -> None:
