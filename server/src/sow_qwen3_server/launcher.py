@@ -260,7 +260,7 @@ def allocator_preload(allocator: str) -> str | None:
     forward pass faults its activations in again, page by page: on the Intel
     Xeon with AMX that halved the decoder's matmul rate on a fresh 17 MB
     output, and tcmalloc, which keeps them, made the 120 s bench song's
-    alignment about 10 % faster (jemalloc was 40 % slower there). Without
+    alignment 10-18 % faster (jemalloc was 40 % slower there). Without
     tcmalloc, ``auto`` says so on stderr and the server runs on glibc's.
     """
     if allocator == "system":
@@ -268,7 +268,7 @@ def allocator_preload(allocator: str) -> str | None:
     library = ctypes.util.find_library(TCMALLOC)
     if library is None:
         print(f"serve.py: tcmalloc is not installed (Debian: libtcmalloc-minimal4), so the model runs on glibc's "
-              f"malloc, about 10 % slower on CPU; {ALLOCATOR_ENV}=system says that is meant", file=sys.stderr)
+              f"malloc, slower on CPU; {ALLOCATOR_ENV}=system says that is meant", file=sys.stderr)
     return library
 
 
