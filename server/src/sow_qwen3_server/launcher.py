@@ -260,7 +260,7 @@ def allocator_preload(allocator: str) -> str | None:
     forward pass faults its activations in again, page by page: on the Intel
     Xeon with AMX that halved the decoder's matmul rate on a fresh 17 MB
     output, and tcmalloc, which keeps them, made the 120 s bench song's
-    alignment 10-18 % faster (jemalloc was 40 % slower there). Without
+    alignment 7-18 % faster (jemalloc was 40 % slower there). Without
     tcmalloc, ``auto`` says so on stderr and the server runs on glibc's.
     """
     if allocator == "system":
