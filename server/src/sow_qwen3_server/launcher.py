@@ -31,8 +31,8 @@ SOW_QWEN3_MAX_QUEUE, SOW_QWEN3_INSTANCE_KIND, SOW_QWEN3_ALLOCATOR; the model its
 SOW_QWEN3_DEVICE and SOW_QWEN3_DTYPE (see model_repository/qwen3_aligner/config.pbtxt).
 
 The server and its model stubs run on tcmalloc where it is installed (Debian's
-libtcmalloc-minimal4; the image has it), as Triton's own documentation advises:
-``allocator_preload``.
+libtcmalloc-minimal4; the image has it), preloaded as Triton's release notes
+describe for its own containers: ``allocator_preload``.
 """
 from __future__ import annotations
 
