@@ -46,6 +46,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,6 +253,11 @@ def auth_args(api_key: str) -> list[str]:
     ]
 
 
+def configured_allocator(env: Mapping[str, str]) -> str:
+    """The allocator ``env`` asks for (``ALLOCATOR_ENV``; ``auto`` when unset or empty), not yet checked."""
+    return env.get(ALLOCATOR_ENV, "").strip() or "auto"
+
+
 def allocator_preload(allocator: str) -> str | None:
     """The malloc library tritonserver and its model stubs preload for ``allocator`` (``ALLOCATORS``), or None.
 
@@ -361,7 +367,7 @@ def parse_args(argv: list[str] | None = None) -> ServeOptions:
                         help=f"minutes over which recoveries are counted (env {RECOVERY_WINDOW_ENV}, "
                              f"default {RECOVERY_WINDOW_MINUTES:g})")
     parser.add_argument("--id", dest="server_id", default="sow-qwen3", help="server id reported by GET /v2")
-    parser.add_argument("--allocator", default=env.get(ALLOCATOR_ENV, "").strip() or "auto",
+    parser.add_argument("--allocator", default=configured_allocator(env),
                         help=f"malloc of the server and its models: auto (tcmalloc where installed) or system "
                              f"(env {ALLOCATOR_ENV})")
     parser.add_argument("--max-audio-seconds", type=float, default=None,

@@ -960,7 +960,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                      "repeats, requests, concurrency levels and instance count >= 1")
     args.songs = sorted(args.songs, key=int)
     # The service's malloc, as scripts/serve.py chooses it; the engine's profile runs on it too.
-    args.service_allocator = os.environ.get(launcher.ALLOCATOR_ENV, "").strip() or "auto"
+    args.service_allocator = launcher.configured_allocator(os.environ)
     if args.stock_allocator != "system":  # its own section: it does not replace stock as users run it
         args.mode += "-stock-allocator-auto"
     return args
