@@ -8,19 +8,7 @@ from qwen_asr import Qwen3ForcedAligner
 from sow_aligner.engine import AUDIO_PROMPT, TIMESTAMP_PAIR
 from sow_aligner.timestamp_head import TimestampHead
 from support.audio import speech
-
-# Largest difference allowed, as a fraction of the largest logit (module docstring).
-TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2.0**-7}
-
-
-def assert_same_logits(full: torch.Tensor, rows: torch.Tensor, dtype: torch.dtype) -> None:
-    scale = full.float().abs().max().item()
-    assert rows.shape == full.shape
-    assert (rows.float() - full.float()).abs().max().item() <= TOLERANCE[dtype] * scale
-    # The class read off each row is the same wherever the top two are further apart than the tolerance.
-    top2 = full.float().topk(2, dim=-1).values
-    clear = (top2[..., 0] - top2[..., 1]) > 2 * TOLERANCE[dtype] * scale
-    assert torch.equal(rows.argmax(-1)[clear], full.argmax(-1)[clear])
+from support.logits import assert_same_logits
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -62,6 +62,33 @@ def test_flops_match_torch_counter(aligner, seconds):
         assert ours[name] - attention.get(name, 0) == counted(counter, prefixes), name
 
 
+def test_flops_of_the_narrowed_last_layer_match_torch_counter(tiny_model_dir):
+    """The engine's last decoder layer at the timestamp tokens only (``sow_aligner.last_layer``): the decoder's
+    count is what the layers do, and the timer reports the rows it ran at."""
+    from sow_aligner.last_layer import narrow_last_layer
+    from sow_aligner.timestamp_head import TimestampHead
+
+    aligner = Qwen3ForcedAligner.from_pretrained(str(tiny_model_dir), dtype=torch.float32, device_map="cpu")
+    thinker = aligner.model.thinker
+    thinker.lm_head = TimestampHead(thinker.lm_head)
+    narrow_last_layer(thinker)
+    inputs = prompt_inputs(aligner, 4.0, list("奇异恩典何等甘甜"))
+    positions = inputs["input_ids"][0] == aligner.timestamp_token_id
+    timer = ComponentTimer(thinker)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter, timer.timing():
+        with thinker.lm_head.at(positions):
+            thinker(**inputs, use_cache=False)
+    rows = tuple(positions.nonzero()[:, 0].tolist())
+    assert timer.last_layer_rows == rows
+    tokens, frames = inputs["input_ids"].shape[1], int(inputs["feature_attention_mask"].sum())
+    shape = forward_shape(thinker.config, frames, tokens, head_rows=len(rows), windowed=False, last_layer_rows=rows)
+    full = forward_shape(thinker.config, frames, tokens, head_rows=len(rows), windowed=False)
+    ours, attention = component_flops(thinker.config, shape), attention_flops(thinker.config, shape)
+    assert ours["decoder layers"] < component_flops(thinker.config, full)["decoder layers"]
+    assert attention["decoder layers"] < attention_flops(thinker.config, full)["decoder layers"]
+    assert ours["decoder layers"] - attention["decoder layers"] == counted(counter, COUNTED["decoder layers"])
+
+
 def test_windows_are_104_embeddings_with_a_shorter_tail(aligner):
     config = aligner.model.thinker.config
     shape = forward_shape(config, mel_frames=30_000, tokens=5000, head_rows=1000, windowed=True)

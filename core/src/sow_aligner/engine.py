@@ -52,6 +52,7 @@ from .decoder_compile import compile_layers, uncompile_layers  # noqa: E402
 from .dtype_probe import DtypeChoice, ProbeShapes, choose_cpu_dtype, measure_gflops  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
+from .last_layer import narrow_last_layer  # noqa: E402
 from .settings import Settings, cgroup_memory_limit, check_window_limit, memory_limit, resolve_device, resolve_dtype  # noqa: E402
 from .timestamp_head import TimestampHead  # noqa: E402
 from .timestamps import fix_timestamp  # noqa: E402
@@ -184,6 +185,7 @@ class AlignmentEngine:
         if device == "cpu" and dtype == "bfloat16":  # oneDNN's own layout; float32 keeps stock's exactly
             channels_last_convolutions(aligner.model.thinker.audio_tower)
         aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
+        narrow_last_layer(aligner.model.thinker)
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)
         engine = cls(aligner, settings, choice)

@@ -8,7 +8,7 @@ inside ``at(positions)``, applies the same linear layer to those rows only.
 Each row's logits are the same dot products as before; only the matrix
 multiply's blocking differs, so they agree to float rounding (float32: within
 1e-5 of the largest logit; bfloat16: its own rounding step, 2^-7 of it;
-tests/test_timestamp_head.py). Outside ``at`` it is the plain head.
+tests/core/test_timestamp_head.py). Outside ``at`` it is the plain head.
 """
 from __future__ import annotations
 
@@ -25,20 +25,22 @@ class TimestampHead(torch.nn.Module):
         super().__init__()
         self.head = head
         self.positions: torch.Tensor | None = None
+        # Set within ``at`` by a last decoder layer that returned the positions' rows only (``last_layer``).
+        self.narrowed = False
 
     @contextmanager
     def at(self, positions: torch.Tensor) -> Iterator[None]:
         """Within the block, calls return logits of shape (batch, positions.sum(), classes) for a boolean
         ``positions`` over the tokens (1-D), or (1, positions.sum(), classes) for one over the batch's rows and
         tokens (2-D: row after row, each in token order). Not reentrant: one forward pass at a time."""
-        self.positions = positions
+        self.positions, self.narrowed = positions, False
         try:
             yield
         finally:
-            self.positions = None
+            self.positions, self.narrowed = None, False
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if self.positions is None:
+        if self.positions is None or self.narrowed:
             return self.head(hidden_states)
         if self.positions.dim() == 2:
             return self.head(hidden_states[self.positions])[None]

@@ -216,7 +216,8 @@ def engine_worker_main(model_dir: str) -> None:
             result = engine.align(audio, lines, LANGUAGE)
             seconds = time.perf_counter() - started
         shape = forward_shape(thinker.config, timer.inputs["mel_frames"], timer.inputs["tokens"],
-                              head_rows=2 * len(result.unit_text), windowed=settings.encoder_attention == "windowed")
+                              head_rows=2 * len(result.unit_text), windowed=settings.encoder_attention == "windowed",
+                              last_layer_rows=timer.last_layer_rows)
         replies.write(json.dumps({"seconds": seconds, "components": timer.components(),
                                   "flops": component_flops(thinker.config, shape)}) + "\n")
 

@@ -5,7 +5,9 @@ Components of Qwen3-ForcedAligner's thinker:
                    output projection (``conv_out``), over one-second chunks;
   encoder layers   the audio encoder's transformer layers and output projections
                    (attention over 8 s windows, or the whole clip when not windowed);
-  decoder layers   the text decoder's layers (causal attention over every token);
+  decoder layers   the text decoder's layers (causal attention over every token;
+                   the engine's last layer at the timestamp tokens only, its keys
+                   and values over every token: ``sow_aligner.last_layer``);
   timestamp head   ``lm_head``: hidden size -> classify_num classes, at every
                    token (stock) or only at the timestamp tokens;
   other            the rest of the forward pass (embeddings, rope index, norms).
@@ -36,6 +38,8 @@ class ForwardShape:
     tokens: int  # prompt tokens, audio embeddings included
     window_lengths: tuple[int, ...]  # audio embeddings per attention window (one entry: full attention)
     head_rows: int  # rows the timestamp head is applied to
+    # Positions of the tokens the last decoder layer's queries, attention and MLP run at (None: every token).
+    last_layer_rows: tuple[int, ...] | None = None
 
 
 def conv_size(size: int) -> int:
@@ -64,7 +68,10 @@ def component_flops(config, shape: ForwardShape) -> dict[str, int]:
     h, n = text.hidden_size, shape.tokens
     q_dim = text.num_attention_heads * text.head_dim
     kv_dim = text.num_key_value_heads * text.head_dim
-    decoder_linear = text.num_hidden_layers * 2 * n * (h * (2 * q_dim + 2 * kv_dim) + 3 * h * text.intermediate_size)
+    key_value = 2 * h * 2 * kv_dim  # per token: the key and value projections
+    rest = 2 * (h * 2 * q_dim + 3 * h * text.intermediate_size)  # per row: query, output projection, MLP
+    last_rows = n if shape.last_layer_rows is None else len(shape.last_layer_rows)
+    decoder_linear = text.num_hidden_layers * n * key_value + ((text.num_hidden_layers - 1) * n + last_rows) * rest
     attention = attention_flops(config, shape)
     return {
         "conv front end": chunks * conv,
@@ -78,14 +85,17 @@ def attention_flops(config, shape: ForwardShape) -> dict[str, int]:
     """The attention kernels' share of ``component_flops``: scores and weighted sums.
 
     Encoder: within each span, every embedding with every other. Decoder:
-    causal, each token with itself and those before it.
+    causal, each token with itself and those before it (in a narrowed last
+    layer, each of its rows).
     """
     audio, text = config.audio_config, config.text_config
     q_dim = text.num_attention_heads * text.head_dim
     causal_pairs = shape.tokens * (shape.tokens + 1) // 2
+    rows = shape.last_layer_rows
+    last_pairs = causal_pairs if rows is None else sum(position + 1 for position in rows)
     return {
         "encoder layers": audio.encoder_layers * 4 * audio.d_model * sum(n * n for n in shape.window_lengths),
-        "decoder layers": text.num_hidden_layers * 4 * q_dim * causal_pairs,
+        "decoder layers": 4 * q_dim * ((text.num_hidden_layers - 1) * causal_pairs + last_pairs),
     }
 
 
@@ -97,7 +107,10 @@ class ComponentTimer:
     engine's ``EncodedSong``): the outermost of those calls are the pass's
     time, the components are within it, and "other" is the rest. ``inputs``
     holds the last pass's prompt tokens (the thinker's ``input_ids`` or
-    ``inputs_embeds``) and mel frames (the audio tower's ``feature_lens``).
+    ``inputs_embeds``) and mel frames (the audio tower's ``feature_lens``);
+    ``last_layer_rows`` the positions its last decoder layer ran at when the
+    engine narrowed it to the timestamp head's rows (``TimestampHead.narrowed``),
+    else None.
     """
 
     def __init__(self, thinker, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -114,6 +127,7 @@ class ComponentTimer:
         self._thinker, self._tower = thinker, tower
         self.seconds = {name: 0.0 for name in (*self.spans, "passes")}
         self.inputs: dict[str, int] = {}  # tokens and mel_frames of the last pass
+        self.last_layer_rows: tuple[int, ...] | None = None
 
     @contextmanager
     def timing(self) -> Iterator[ComponentTimer]:
@@ -143,8 +157,13 @@ class ComponentTimer:
             if depth[0] == 0:
                 self.seconds["passes"] += self.clock() - started.pop("passes")
 
+        def head_called(head, _args):
+            narrowed = getattr(head, "narrowed", False)
+            self.last_layer_rows = tuple(head.positions.nonzero()[:, 0].tolist()) if narrowed else None
+
         for module in (self._thinker, self._tower):
             handles += [module.register_forward_pre_hook(enter, with_kwargs=True), module.register_forward_hook(leave)]
+        handles.append(self._thinker.lm_head.register_forward_pre_hook(head_called))
         try:
             yield self
         finally:
@@ -164,7 +183,8 @@ class ComponentTimer:
         return {**parts, "other": s["passes"] - sum(parts.values())}
 
 
-def forward_shape(config, mel_frames: int, tokens: int, head_rows: int, windowed: bool) -> ForwardShape:
+def forward_shape(config, mel_frames: int, tokens: int, head_rows: int, windowed: bool,
+                  last_layer_rows: tuple[int, ...] | None = None) -> ForwardShape:
     """The ForwardShape of a clip of ``mel_frames`` frames in a prompt of ``tokens`` tokens.
 
     As qwen-asr's encoder computes them: 13 embeddings per full 100-frame chunk
@@ -182,7 +202,7 @@ def forward_shape(config, mel_frames: int, tokens: int, head_rows: int, windowed
         spans = (window,) * whole + ((tail,) if tail else ())
     else:
         spans = (embeddings,)
-    return ForwardShape(mel_frames, tokens, spans, head_rows)
+    return ForwardShape(mel_frames, tokens, spans, head_rows, last_layer_rows)
 
 
 def achieved(flops: dict[str, int], seconds: dict[str, float]) -> dict[str, float]:

@@ -144,17 +144,20 @@ def song(seconds: int) -> tuple[np.ndarray, list[str]]:
     return audio, lyrics.splitlines()
 
 
-def forward_flops(engine, audio: np.ndarray, lines: Sequence[str], windowed: bool, head_everywhere: bool) -> float:
+def forward_flops(engine, audio: np.ndarray, lines: Sequence[str], windowed: bool, head_everywhere: bool,
+                  narrowed: bool = False) -> float:
     """One forward pass's FLOPs for ``audio`` and ``lines``, its prompt as the engine builds it
     (``AlignmentEngine.prepare``): the head at every token (``head_everywhere``, as stock) or at the timestamp
-    tokens only (as the engine)."""
+    tokens only (as the engine), and with ``narrowed`` the last decoder layer at those tokens only too (as the
+    engine's pass of one span, ``sow_aligner.last_layer``)."""
     from sow_qwen3_tools.forward_profile import component_flops, forward_shape
 
     prepared = engine.prepare(engine.clip_span(audio, list(lines), LANGUAGE))
     mel_frames = len(audio) // engine.aligner.processor.feature_extractor.hop_length
     config = engine.aligner.model.config.thinker_config
     head_rows = prepared.tokens if head_everywhere else 2 * len(prepared.units)
-    shape = forward_shape(config, mel_frames, prepared.tokens, head_rows, windowed)
+    rows = tuple((prepared.input_ids[0] == engine.aligner.timestamp_token_id).nonzero()[:, 0].tolist())
+    shape = forward_shape(config, mel_frames, prepared.tokens, head_rows, windowed, rows if narrowed else None)
     return float(sum(component_flops(config, shape).values()))
 
 
@@ -225,7 +228,7 @@ def engine_speed(engine, device: Device, sizes: dict, batch: int) -> Speed:
     # The spans are made in every call: each call encodes its songs again, as the service does for each request.
     seconds, peak = median_call(device, lambda: engine.align_many([engine.clip_span(*call) for call in calls],
                                                                   unlimited()), sizes["repeats"])
-    flops = batch * forward_flops(engine, audio, lines, windowed=True, head_everywhere=False)
+    flops = batch * forward_flops(engine, audio, lines, windowed=True, head_everywhere=False, narrowed=batch == 1)
     return Speed("service engine, batched", batch, seconds, batch * audio.size / SAMPLE_RATE, flops, peak)
 
 

@@ -1,0 +1,93 @@
+"""The last decoder layer at the timestamp head's rows only (``sow_aligner.last_layer``): the logits and the
+timestamp classes of the full layer, on the tiny informative checkpoint (grouped-query attention, as the real
+model), in float32 and bfloat16, eager and compiled; the narrowed form runs for one prompt inside ``at`` and
+nowhere else."""
+from __future__ import annotations
+
+import pytest
+import torch
+from qwen_asr import Qwen3ForcedAligner
+
+from sow_aligner.batching import BatchBudget
+from sow_aligner.engine import AUDIO_PROMPT, TIMESTAMP_PAIR
+from sow_aligner.last_layer import LastLayerAtRows, decoder_layers, narrow_last_layer
+from sow_aligner.timestamp_head import TimestampHead
+from support.audio import speech
+from support.engine import assert_timed_alike, cpu_engine
+from support.logits import assert_same_logits
+
+ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
+CALLS = [(speech(20.0), ZH, "Chinese"), (speech(8.5), ZH[:2] * 3, "Chinese")]
+
+
+def widened(thinker: torch.nn.Module) -> None:
+    """The last layer out of its LastLayerAtRows again: the full layer, as before narrowing."""
+    thinker.model.layers[-1] = thinker.model.layers[-1].layer
+
+
+class CountingNarrowed:
+    """Stands in for a LastLayerAtRows' narrowed form, counting its calls."""
+
+    def __init__(self, narrowed) -> None:
+        self.narrowed, self.calls = narrowed, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.narrowed(*args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_narrowed_last_layer_gives_the_full_layers_logits(tiny_model_dir, dtype):
+    aligner = Qwen3ForcedAligner.from_pretrained(str(tiny_model_dir), dtype=dtype, device_map="cpu")
+    thinker = aligner.model.thinker
+    thinker.lm_head = TimestampHead(thinker.lm_head)
+    units = list("奇异恩典何等甘甜我罪已得赦免")
+    prompt = AUDIO_PROMPT + TIMESTAMP_PAIR.join(units) + TIMESTAMP_PAIR
+    inputs = aligner.processor(text=[prompt], audio=[speech(6.0)], return_tensors="pt", padding=True).to(dtype)
+    positions = inputs["input_ids"][0] == aligner.timestamp_token_id
+    with torch.inference_mode():
+        with thinker.lm_head.at(positions):
+            full = thinker(**inputs, use_cache=False).logits[0]
+        last = thinker.model.layers[-1]
+        narrow_last_layer(thinker)
+        narrow_last_layer(thinker)  # harmless a second time
+        assert isinstance(thinker.model.layers[-1], LastLayerAtRows) and thinker.model.layers[-1].layer is last
+        assert decoder_layers(thinker)[-1] is last
+        with thinker.lm_head.at(positions):
+            rows = thinker(**inputs, use_cache=False).logits[0]
+            assert thinker.lm_head.narrowed
+        assert not thinker.lm_head.narrowed  # reset when at() ends
+        outside = thinker(**inputs, use_cache=False).logits[0]
+    assert len(set(full.argmax(-1).tolist())) > 3  # the tiny model's classes vary along the text
+    assert rows.shape == (int(positions.sum()), full.shape[-1])
+    assert_same_logits(full, rows, dtype)
+    assert outside.shape[0] == positions.shape[0]  # outside at(): every token's logits, the full layer's
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_engine_times_every_unit_as_with_the_full_last_layer(tiny_model_dir, dtype):
+    """float32 runs eager, bfloat16 compiled (config.pbtxt's compile=auto): both as the full last layer."""
+    engine = cpu_engine(tiny_model_dir, dtype)
+    thinker = engine.aligner.model.thinker
+    counting = thinker.model.layers[-1].narrowed = CountingNarrowed(thinker.model.layers[-1].narrowed)
+    narrow = [engine.align(*call) for call in CALLS]
+    assert counting.calls == len(CALLS)
+    widened(thinker)
+    full = [engine.align(*call) for call in CALLS]
+    for mine, theirs in zip(narrow, full):
+        assert_timed_alike(mine, theirs)
+
+
+@pytest.mark.parametrize("calls", [CALLS, [CALLS[0], CALLS[0]]], ids=["padded", "equal-length"])
+def test_a_batched_pass_runs_the_full_last_layer(tiny_model_dir, calls):
+    """Batched prompts (2-D positions; a padding mask, or none when they are equally long) keep the whole layer:
+    the narrowed form is not called, and each span is timed as alone."""
+    engine = cpu_engine(tiny_model_dir, "float32", batching="on")
+    last = engine.aligner.model.thinker.model.layers[-1]
+    counting = last.narrowed = CountingNarrowed(last.narrowed)
+    answers = engine.align_many([engine.clip_span(*call) for call in calls], BatchBudget(1e9, 10**12))
+    assert counting.calls == 0
+    alone = [engine.align(*call) for call in calls]
+    assert counting.calls == len(calls)
+    for mine, theirs in zip(answers, alone):
+        assert (mine.unit_start, mine.unit_end) == (theirs.unit_start, theirs.unit_end)
