@@ -8,6 +8,7 @@ import pytest
 import torch
 from qwen_asr import Qwen3ForcedAligner
 
+from sow_aligner import last_layer
 from sow_aligner.batching import BatchBudget
 from sow_aligner.engine import AUDIO_PROMPT, TIMESTAMP_PAIR
 from sow_aligner.last_layer import LastLayerAtRows, decoder_layers, narrow_last_layer
@@ -26,7 +27,7 @@ def widened(thinker: torch.nn.Module) -> None:
 
 
 class CountingNarrowed:
-    """Stands in for a LastLayerAtRows' narrowed form, counting its calls."""
+    """Stands in for ``last_layer.narrowed_layer``, counting its calls."""
 
     def __init__(self, narrowed) -> None:
         self.narrowed, self.calls = narrowed, 0
@@ -34,6 +35,13 @@ class CountingNarrowed:
     def __call__(self, *args):
         self.calls += 1
         return self.narrowed(*args)
+
+
+@pytest.fixture
+def counting(monkeypatch) -> CountingNarrowed:
+    counter = CountingNarrowed(last_layer.narrowed_layer)
+    monkeypatch.setattr(last_layer, "narrowed_layer", counter)
+    return counter
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -65,13 +73,14 @@ def test_the_narrowed_last_layer_gives_the_full_layers_logits(tiny_model_dir, dt
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_the_engine_times_every_unit_as_with_the_full_last_layer(tiny_model_dir, dtype):
-    """float32 runs eager, bfloat16 compiled (config.pbtxt's compile=auto): both as the full last layer."""
+def test_the_engine_times_every_unit_as_with_the_full_last_layer(tiny_model_dir, dtype, counting):
+    """float32 runs eager, bfloat16 compiled (config.pbtxt's compile=auto: the other layers, and the last one's
+    whole form): both as the full last layer."""
     engine = cpu_engine(tiny_model_dir, dtype)
     thinker = engine.aligner.model.thinker
-    counting = thinker.model.layers[-1].narrowed = CountingNarrowed(thinker.model.layers[-1].narrowed)
+    calls_at_load = counting.calls  # the self-check and warm-up
     narrow = [engine.align(*call) for call in CALLS]
-    assert counting.calls == len(CALLS)
+    assert counting.calls - calls_at_load == len(CALLS)
     widened(thinker)
     full = [engine.align(*call) for call in CALLS]
     for mine, theirs in zip(narrow, full):
@@ -79,15 +88,14 @@ def test_the_engine_times_every_unit_as_with_the_full_last_layer(tiny_model_dir,
 
 
 @pytest.mark.parametrize("calls", [CALLS, [CALLS[0], CALLS[0]]], ids=["padded", "equal-length"])
-def test_a_batched_pass_runs_the_full_last_layer(tiny_model_dir, calls):
+def test_a_batched_pass_runs_the_full_last_layer(tiny_model_dir, calls, counting):
     """Batched prompts (2-D positions; a padding mask, or none when they are equally long) keep the whole layer:
     the narrowed form is not called, and each span is timed as alone."""
     engine = cpu_engine(tiny_model_dir, "float32", batching="on")
-    last = engine.aligner.model.thinker.model.layers[-1]
-    counting = last.narrowed = CountingNarrowed(last.narrowed)
+    calls_at_load = counting.calls
     answers = engine.align_many([engine.clip_span(*call) for call in calls], BatchBudget(1e9, 10**12))
-    assert counting.calls == 0
+    assert counting.calls == calls_at_load
     alone = [engine.align(*call) for call in calls]
-    assert counting.calls == len(calls)
+    assert counting.calls - calls_at_load == len(calls)
     for mine, theirs in zip(answers, alone):
         assert (mine.unit_start, mine.unit_end) == (theirs.unit_start, theirs.unit_end)

@@ -12,7 +12,7 @@ else (the queries, attention, output projection, residuals, MLP) at the
 head's rows only, returns those rows, and tells the head so
 (``TimestampHead.narrowed``). Any other call (batched prompts, a padding
 mask, outside ``at``) runs the layer itself, compiled or not
-(``decoder_compile`` compiles the layer and ``narrowed_layer`` alike).
+(``decoder_compile``); the narrowed form runs eager.
 
 Each row is the same arithmetic as in the full layer: the norms, rotary
 embedding and MLP work row by row, the projections are the same matrix
@@ -24,8 +24,6 @@ the dtype's rounding and the timestamp classes stay the same
 does about a third of its work.
 """
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -60,14 +58,13 @@ def narrowed_layer(layer: torch.nn.Module, hidden_states: torch.Tensor, cos: tor
 
 class LastLayerAtRows(torch.nn.Module):
     """The last decoder ``layer`` of a thinker whose ``head`` is a ``TimestampHead``: while the head is inside
-    ``at`` for one unpadded prompt, ``narrowed`` (``narrowed_layer``, or its compiled form) at the head's rows,
-    and the head told so; otherwise ``layer`` itself."""
+    ``at`` for one unpadded prompt, ``narrowed_layer`` at the head's rows, and the head told so; otherwise
+    ``layer`` itself."""
 
     def __init__(self, layer: torch.nn.Module, head: TimestampHead) -> None:
         super().__init__()
         self.layer = layer
         self._head = [head]  # in a list: the thinker holds the head, this must not register it a second time
-        self.narrowed: Callable[..., torch.Tensor] = narrowed_layer
 
     def forward(self, hidden_states: torch.Tensor, *args, attention_mask: torch.Tensor | None = None,
                 position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs) -> torch.Tensor:
@@ -77,7 +74,7 @@ class LastLayerAtRows(torch.nn.Module):
             return self.layer(hidden_states, *args, attention_mask=attention_mask,
                               position_embeddings=position_embeddings, **kwargs)
         head.narrowed = True
-        return self.narrowed(self.layer, hidden_states, *position_embeddings, positions.nonzero()[:, 0])
+        return narrowed_layer(self.layer, hidden_states, *position_embeddings, positions.nonzero()[:, 0])
 
 
 def narrow_last_layer(thinker: torch.nn.Module) -> None:
