@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time the two kernels sow_aligner replaces, against qwen-asr's own code.
+"""Time the kernels sow_aligner replaces, against qwen-asr's own code.
 
     bench_kernels.py [--model-dir DIR] [--quick]
 
@@ -19,8 +19,14 @@
     chunks the convolution front end takes at once (qwen-asr's 500, and the
     engine's ``CONV_CHUNKS`` among others), 120 s of audio, with whether the
     output is bit-identical to 500's.
+(d) The text decoder's last layer as the engine runs it (config.pbtxt's
+    defaults: compiled in bfloat16 where ``compile=auto`` compiles), on its
+    own input for the 120 and 300 s bench songs: the whole layer against
+    ``last_layer.narrowed_layer`` at the timestamp tokens, with how far the
+    narrowed rows lie from the whole layer's (against its largest value: in
+    bfloat16, a value of 8 to 16 rounds in steps of 0.0625).
 
-``--quick`` (under a minute): n = 1000, 2000 and 30 s in bfloat16 only; no (c).
+``--quick`` (under a minute): n = 1000, 2000 and 30 s in bfloat16 only; no (c), (d).
 Encoder times are the best of 2 runs (1 with --quick) after one warm-up
 call per encoder, in seconds, with torch's default threads. Times on shared
 machines vary by up to 50% from run to run, so compare ratios within one run.
@@ -43,8 +49,11 @@ from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
 
 from sow_aligner.encoder_windows import enable_windowed_attention
 from sow_aligner.engine import CONV_CHUNKS, channels_last_convolutions
+from sow_aligner.last_layer import narrowed_layer
 from sow_aligner.timestamps import fix_timestamp
 from sow_qwen3_contract.tensors import SAMPLE_RATE
+from sow_qwen3_tools.bench import LANGUAGE, load_engine
+from sow_qwen3_tools.songs import SONGS, song_data
 from sow_qwen3_tools.tiny_model import write_checkpoint
 
 DEFAULT_MODEL_DIR = Path("/tmp/sow-real-bf16")
@@ -185,6 +194,40 @@ def bench_conv_chunks(model_dir: Path, dtypes: list[str], seconds: int, repeats:
     print()
 
 
+def bench_last_layer(model_dir: Path, songs: list[str], repeats: int) -> None:
+    engine, _, _ = load_engine(model_dir)
+    thinker = engine.aligner.model.thinker
+    last = thinker.model.layers[-1]
+    seen: dict = {}
+
+    def capture(_module, args, kwargs) -> None:
+        seen.update(hidden=args[0], rotary=kwargs["position_embeddings"],
+                    rows=thinker.lm_head.positions.nonzero()[:, 0])
+
+    print(f"## The decoder's last layer, whole and at the timestamp tokens ({engine.dtype_choice.dtype}, "
+          f"{torch.get_num_threads()} threads, the engine's own input)\n")
+    print("| song | tokens | timestamp tokens | whole layer (ms) | at the timestamp tokens (ms) | whole / narrowed "
+          "| max abs narrowed - whole | largest abs whole |")
+    print("|---|---|---|---|---|---|---|---|")
+    handle = last.register_forward_pre_hook(capture, with_kwargs=True)
+    for key in songs:
+        audio, lyrics = song_data(SONGS[key])
+        engine.align(audio, lyrics.splitlines(), LANGUAGE)
+        hidden, (cos, sin), rows = seen["hidden"], seen["rotary"], seen["rows"]
+        with torch.inference_mode():
+            whole = partial(last.layer, hidden, attention_mask=None, position_embeddings=(cos, sin))
+            narrowed = partial(narrowed_layer, last.layer, hidden, cos, sin, rows)
+            whole(), narrowed()  # warm-up
+            whole_time, whole_out = best_time(whole, repeats)
+            narrowed_time, narrowed_out = best_time(narrowed, repeats)
+        reference = whole_out[:, rows].float()
+        gap = (narrowed_out.float() - reference).abs().max().item()
+        print(f"| {key} s | {hidden.shape[1]} | {rows.shape[0]} | {whole_time * 1e3:.1f} | {narrowed_time * 1e3:.1f} "
+              f"| {whole_time / narrowed_time:.2f}x | {gap:.2e} | {reference.abs().max().item():.3g} |", flush=True)
+    handle.remove()
+    print()
+
+
 def encoder_input(extractor, seconds: float, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(mel frames of ``seconds`` of test audio, their count): the audio encoder's arguments."""
     features = extractor(test_audio(seconds), sampling_rate=SAMPLE_RATE, padding=True, truncation=False,
@@ -206,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_fix_timestamp([1000, 2000, 4000])
         bench_encoder(args.model_dir, ["bfloat16", "float32"], [30, 120, 300], repeats=2)
         bench_conv_chunks(args.model_dir, ["bfloat16", "float32"], 120, repeats=3)
+        bench_last_layer(args.model_dir, ["120", "300"], repeats=5)
     return 0
 
 
