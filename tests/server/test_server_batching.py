@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from dataclasses import replace
 
@@ -62,6 +63,10 @@ REQUESTS = [
 BLOCKER = (noise(120.0, seed=99), "哈利路亚 " * 200)  # keeps the instance busy while the others queue
 
 
+# How long Triton may take to count an execution after its responses have reached the client.
+STATS_TIMEOUT_S = 30
+
+
 def execution_counts(url: str) -> tuple[int, int]:
     """(requests inferred, execute() calls) so far, from Triton's statistics."""
     with urllib.request.urlopen(f"http://{url}/v2/models/{MODEL}/stats") as response:
@@ -69,26 +74,37 @@ def execution_counts(url: str) -> tuple[int, int]:
     return stats["inference_count"], stats["execution_count"]
 
 
-def send_together(url: str, requests: list) -> list:
-    """Send the blocker, then ``requests`` at once; return each result or exception, in order."""
+def send_together(url: str, requests: list) -> tuple[list, int]:
+    """Send the blocker, then ``requests`` at once: each result or exception, in order, and the requests
+    inferred less the execute() calls that ran them (blocker included): above 0 when some shared a call.
+
+    Triton counts an execution after its responses are sent, so a client can hold every answer before the
+    statistics show them: they are read once they count every request sent (within STATS_TIMEOUT_S).
+    """
+    inferred, executed = execution_counts(url)
     client = http_client(url, concurrency=len(requests) + 1)
     try:
         blocker = client.async_infer(MODEL, build_inputs(httpclient, *BLOCKER))
         pending = [client.async_infer(MODEL, build_inputs(httpclient, audio, lyrics)) for audio, lyrics in requests]
         outcomes = outcomes_of(pending, answer_of)
         blocker.get_result()
-        return outcomes
     finally:
         client.close()
+    deadline = time.monotonic() + STATS_TIMEOUT_S
+    inferred_after, executed_after = execution_counts(url)
+    while inferred_after - inferred < len(requests) + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling interval until Triton has counted the last execution
+        inferred_after, executed_after = execution_counts(url)
+    counted = inferred_after - inferred
+    assert counted == len(requests) + 1, f"Triton's statistics count {counted} of {len(requests) + 1} requests sent"
+    return outcomes, counted - (executed_after - executed)
 
 
 def test_batched_results_equal_one_at_a_time(server, request):
     url = server.http_url
     alone = [align_http(url, audio, lyrics) for audio, lyrics in REQUESTS]
-    inferred, executed = execution_counts(url)
-    together = send_together(url, REQUESTS)
-    inferred_after, executed_after = execution_counts(url)
-    assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
+    together, shared_batches = send_together(url, REQUESTS)
+    assert shared_batches > 0, "no two requests shared a batch"
     for outcome, expected in zip(together, alone, strict=True):
         assert_as_alone(outcome, expected)
     shared = [int(n) for n in re.findall(r"batched forward pass: (\d+) spans", server.log())]
@@ -107,10 +123,8 @@ def test_bad_requests_in_a_batch_leave_the_others_intact(server):
     ]
     mixed = [REQUESTS[0], bad[0], REQUESTS[1], bad[1], REQUESTS[2], bad[2], REQUESTS[3]]
     alone = {i: align_http(url, *mixed[i]) for i in (0, 2, 4, 6)}
-    inferred, executed = execution_counts(url)
-    together = send_together(url, mixed)
-    inferred_after, executed_after = execution_counts(url)
-    assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
+    together, shared_batches = send_together(url, mixed)
+    assert shared_batches > 0, "no two requests shared a batch"
     for index, outcome in enumerate(together):
         if index in alone:
             assert_as_alone(outcome, alone[index])
@@ -124,10 +138,8 @@ def test_a_bad_repeat_count_in_a_batch_leaves_the_others_intact(server):
     absurd = (REQUESTS[5][0], "奇异恩典 ×1000")
     mixed = [REQUESTS[0], absurd, notated, absurd, REQUESTS[3]]
     alone = {i: align_http(url, *mixed[i]) for i in (0, 2, 4)}
-    inferred, executed = execution_counts(url)
-    together = send_together(url, mixed)
-    inferred_after, executed_after = execution_counts(url)
-    assert (inferred_after - inferred) - (executed_after - executed) > 0, "no two requests shared a batch"
+    together, shared_batches = send_together(url, mixed)
+    assert shared_batches > 0, "no two requests shared a batch"
     assert len(alone[2].lines) == 6, alone[2].lines  # the chorus twice, the verse line twice
     for index, outcome in enumerate(together):
         if index in alone:
