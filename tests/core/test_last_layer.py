@@ -1,7 +1,7 @@
 """The last decoder layer at the timestamp head's rows only (``sow_aligner.last_layer``): the logits and the
 timestamp classes of the full layer, on the tiny informative checkpoint (grouped-query attention, as the real
-model), in float32 and bfloat16, eager and compiled; the narrowed form runs for one prompt inside ``at`` and
-nowhere else."""
+model), in float32 and bfloat16 (the engine's other layers compiled there); the narrowed form runs for one
+prompt inside ``at`` and nowhere else."""
 from __future__ import annotations
 
 import pytest
