@@ -28,9 +28,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from qwen_asr.core.transformers_backend.modeling_qwen3_asr import apply_rotary_pos_emb
+from qwen_asr.core.transformers_backend.modeling_qwen3_asr import rotate_half
 
 from .timestamp_head import TimestampHead
+
+
+def rotated(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, tokens, head size) ``states`` turned by the rotary embedding ``cos``, ``sin`` (batch, tokens,
+    head size) in qwen-asr's operations (``apply_rotary_pos_emb``, which turns a query and a key at the same
+    positions: here the queries sit at fewer positions than the keys, and each is turned once)."""
+    return (states * cos.unsqueeze(1)) + (rotate_half(states) * sin.unsqueeze(1))
 
 
 def narrowed_layer(layer: torch.nn.Module, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -45,8 +52,7 @@ def narrowed_layer(layer: torch.nn.Module, hidden_states: torch.Tensor, cos: tor
     query = attention.q_norm(attention.q_proj(read).view(1, rows.shape[0], -1, head_size)).transpose(1, 2)
     key = attention.k_norm(attention.k_proj(normed).view(1, tokens, -1, head_size)).transpose(1, 2)
     value = attention.v_proj(normed).view(1, tokens, -1, head_size).transpose(1, 2)
-    query, _ = apply_rotary_pos_emb(query, query, cos[:, rows], sin[:, rows])
-    _, key = apply_rotary_pos_emb(key, key, cos, sin)
+    query, key = rotated(query, cos[:, rows], sin[:, rows]), rotated(key, cos, sin)
     # Query at position p sees the keys at 0..p, as under the causal mask.
     visible = torch.arange(tokens, device=rows.device)[None, :] <= rows[:, None]
     attended = F.scaled_dot_product_attention(
