@@ -26,7 +26,14 @@
     narrowed rows lie from the whole layer's (against its largest value: in
     bfloat16, a value of 8 to 16 rounds in steps of 0.0625).
 
-``--quick`` (under a minute): n = 1000, 2000 and 30 s in bfloat16 only; no (c), (d).
+(e) The text decoder's causal attention on its own input (the first layer's
+    query, key and value for the 120 and 300 s bench songs, in bfloat16):
+    PyTorch's flash kernel (sdpa on contiguous heads, as the compiled layers
+    call it) against ``amx_attention`` (on the projections' layout, as it gets
+    them), with each one's largest error against attention in float64. Only
+    on CPUs with AMX.
+
+``--quick`` (under a minute): n = 1000, 2000 and 30 s in bfloat16 only; no (c), (d), (e).
 Encoder times are the best of 2 runs (1 with --quick) after one warm-up
 call per encoder, in seconds, with torch's default threads. Times on shared
 machines vary by up to 50% from run to run, so compare ratios within one run.
@@ -46,7 +53,11 @@ import torch
 from qwen_asr import Qwen3ForcedAligner
 from qwen_asr.core.transformers_backend.modeling_qwen3_asr import _get_feat_extract_output_lengths
 from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from sow_aligner import amx_attention
+from sow_aligner.decoder_compile import uncompile_layers
 from sow_aligner.encoder_windows import enable_windowed_attention
 from sow_aligner.engine import CONV_CHUNKS, channels_last_convolutions
 from sow_aligner.last_layer import narrowed_layer
@@ -58,6 +69,7 @@ from sow_qwen3_tools.tiny_model import write_checkpoint
 
 DEFAULT_MODEL_DIR = Path("/tmp/sow-real-bf16")
 WARM_UP_SECONDS = 10  # two windows: warms the windowed path too
+CAPTURE = "bench_kernels_capture"  # part (e)'s attention: the engine's, recording the first layer's arguments
 
 
 def best_time(run: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -228,6 +240,52 @@ def bench_last_layer(model_dir: Path, songs: list[str], repeats: int) -> None:
     print()
 
 
+def bench_attention(model_dir: Path, songs: list[str], repeats: int) -> None:
+    if not amx_attention.cpu_has_amx():
+        print("## The decoder's causal attention: skipped (this CPU has no AMX)\n")
+        return
+    engine, _, _ = load_engine(model_dir)
+    thinker = engine.aligner.model.thinker
+    uncompile_layers(thinker)  # eager: a Python hook sees the attention's arguments
+    first = thinker.model.layers[0].self_attn
+    seen: dict = {}
+
+    def capture(module, query, key, value, attention_mask, **kwargs):
+        if module is first:
+            seen.update(query=query, key=key, value=value, scale=kwargs.get("scaling") or module.scaling)
+        return amx_attention.amx_attention(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register(CAPTURE, capture)
+    AttentionMaskInterface.register(CAPTURE, sdpa_mask)
+    thinker.model.config._attn_implementation = CAPTURE
+    print(f"## The decoder's causal attention, PyTorch's flash kernel and ours ({engine.dtype_choice.dtype}, "
+          f"{torch.get_num_threads()} threads, the first layer's own input)\n")
+    print("| song | tokens | heads / key heads | PyTorch (ms) | AMX kernel (ms) | PyTorch / kernel "
+          "| max abs error PyTorch | max abs error kernel | largest abs output |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key in songs:
+        audio, lyrics = song_data(SONGS[key])
+        engine.align(audio, lyrics.splitlines(), LANGUAGE)
+        query, key_states, value, scale = seen["query"], seen["key"], seen["value"], seen["scale"]
+        contiguous = [tensor.contiguous() for tensor in (query, key_states, value)]
+        with torch.inference_mode():
+            pytorch = partial(torch.nn.functional.scaled_dot_product_attention, *contiguous, is_causal=True,
+                              enable_gqa=True, scale=scale)
+            kernel = partial(amx_attention.causal_attention, query, key_states, value, scale)
+            pytorch(), kernel()  # warm-up
+            pytorch_time, pytorch_out = best_time(pytorch, repeats)
+            kernel_time, kernel_out = best_time(kernel, repeats)
+            group = query.shape[1] // key_states.shape[1]
+            exact = torch.nn.functional.scaled_dot_product_attention(
+                query.double(), key_states.double().repeat_interleave(group, 1),
+                value.double().repeat_interleave(group, 1), is_causal=True, scale=scale).transpose(1, 2)
+        errors = [(out.double() - exact).abs().max().item() for out in (pytorch_out.transpose(1, 2), kernel_out)]
+        print(f"| {key} s | {query.shape[2]} | {query.shape[1]} / {key_states.shape[1]} | {pytorch_time * 1e3:.1f} "
+              f"| {kernel_time * 1e3:.1f} | {pytorch_time / kernel_time:.2f}x | {errors[0]:.2e} | {errors[1]:.2e} "
+              f"| {exact.abs().max().item():.3g} |", flush=True)
+    print()
+
+
 def encoder_input(extractor, seconds: float, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(mel frames of ``seconds`` of test audio, their count): the audio encoder's arguments."""
     features = extractor(test_audio(seconds), sampling_rate=SAMPLE_RATE, padding=True, truncation=False,
@@ -250,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_encoder(args.model_dir, ["bfloat16", "float32"], [30, 120, 300], repeats=2)
         bench_conv_chunks(args.model_dir, ["bfloat16", "float32"], 120, repeats=3)
         bench_last_layer(args.model_dir, ["120", "300"], repeats=5)
+        bench_attention(args.model_dir, ["120", "300"], repeats=5)
     return 0
 
 

@@ -25,7 +25,9 @@ def channels_last(convolution: torch.nn.Conv2d) -> bool:
 
 
 def test_bfloat16_on_cpu_runs_the_convolutions_channels_last_and_keeps_every_timestamp_class(tiny_model_dir):
-    engine = cpu_engine(tiny_model_dir, "bfloat16")
+    # PyTorch's attention in the decoder, on every CPU: on this checkpoint the AMX kernel's rounding leaves one
+    # call with fewer distinct times than assert_timed_alike needs to call it informative (test_amx_attention).
+    engine = cpu_engine(tiny_model_dir, "bfloat16", decoder_attention="sdpa")
     assert convolutions(engine) and all(map(channels_last, convolutions(engine)))
     calls = [(speech(20.0), ZH, "Chinese"), (speech(8.5), ZH[:2] * 3, "Chinese")]
     fast = [engine.align(*call) for call in calls]

@@ -25,7 +25,8 @@ def graphs() -> int:
 
 def test_the_compiled_decoder_keeps_every_timestamp_class_and_compiles_once(tiny_model_dir):
     torch._dynamo.reset()
-    engine = cpu_engine(tiny_model_dir, "bfloat16")
+    # PyTorch's attention, as on CPUs without AMX (the AMX kernel: test_amx_attention).
+    engine = cpu_engine(tiny_model_dir, "bfloat16", decoder_attention="sdpa")
     thinker = engine.aligner.model.thinker
     assert is_compiled(thinker)
     assert thinker.model.layers[0].self_attn.config._attn_implementation == CONTIGUOUS_SDPA

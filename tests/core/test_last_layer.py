@@ -75,8 +75,9 @@ def test_the_narrowed_last_layer_gives_the_full_layers_logits(tiny_model_dir, dt
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_the_engine_times_every_unit_as_with_the_full_last_layer(tiny_model_dir, dtype, counting):
     """float32 runs eager, bfloat16 compiled (config.pbtxt's compile=auto: the other layers, and the last one's
-    whole form): both as the full last layer."""
-    engine = cpu_engine(tiny_model_dir, dtype)
+    whole form): both as the full last layer. PyTorch's attention in both forms (the narrowed one attends with
+    it; the AMX kernel's rounding is another's: test_amx_attention)."""
+    engine = cpu_engine(tiny_model_dir, dtype, decoder_attention="sdpa")
     thinker = engine.aligner.model.thinker
     calls_at_load = counting.calls  # the self-check and warm-up
     narrow = [engine.align(*call) for call in CALLS]

@@ -45,6 +45,7 @@ from qwen_asr.inference.utils import float_range_normalize  # noqa: E402
 from sow_qwen3_contract.checkpoint import checkpoint_parameters, checkpoint_problem  # noqa: E402
 from sow_qwen3_contract.tensors import SAMPLE_RATE  # noqa: E402
 
+from . import amx_attention  # noqa: E402
 from .access import permission_problem  # noqa: E402
 from .alignment import Alignment, alignment_from_slots  # noqa: E402
 from .batching import BatchBudget, budget_groups, run_splitting  # noqa: E402
@@ -188,13 +189,16 @@ class AlignmentEngine:
         narrow_last_layer(aligner.model.thinker)
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)
+        # Before compiling: the compiled layers call the kernel as one step.
+        amx = (settings.decoder_attention == "auto" and device == "cpu" and dtype == "bfloat16"
+               and amx_attention.enable(aligner.model.thinker))
         engine = cls(aligner, settings, choice)
         engine.self_check()
         compiled = (settings.compile == "auto" and device == "cpu" and dtype == "bfloat16"
                     and engine.compile_decoder(batched=settings.batches_on(device)))
-        log.info("loaded %s on %s as %s (encoder attention: %s, decoder %s, memory limit %.1f GiB)",
-                 path, device, dtype, settings.encoder_attention, "compiled" if compiled else "uncompiled",
-                 memory / 1024**3)
+        log.info("loaded %s on %s as %s (encoder attention: %s, decoder %s, decoder attention: %s, "
+                 "memory limit %.1f GiB)", path, device, dtype, settings.encoder_attention,
+                 "compiled" if compiled else "uncompiled", "AMX kernel" if amx else "PyTorch's", memory / 1024**3)
         return engine
 
     @property

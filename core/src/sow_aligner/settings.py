@@ -21,6 +21,7 @@ PARAMETERS: dict[str, str] = {
     "max_audio_seconds": "SOW_QWEN3_MAX_AUDIO_SECONDS",
     "encoder_attention": "SOW_QWEN3_ENCODER_ATTENTION",
     "compile": "SOW_QWEN3_COMPILE",
+    "decoder_attention": "SOW_QWEN3_DECODER_ATTENTION",
     "torch_threads": "SOW_QWEN3_TORCH_THREADS",
     "vad_model": "SOW_QWEN3_VAD_MODEL",
     "realign_passes": "SOW_QWEN3_REALIGN_PASSES",
@@ -33,6 +34,7 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ENCODER_ATTENTION = ("windowed", "full")
 COMPILE = ("auto", "off")
+DECODER_ATTENTION = ("auto", "sdpa")
 BATCHING = ("auto", "on", "off")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_REALIGN_PASSES = 10
@@ -53,6 +55,7 @@ class Settings:
     max_audio_seconds: float
     encoder_attention: str
     compile: str  # "auto": the text decoder's layers compiled (torch.compile) on CPU in bfloat16; "off": never
+    decoder_attention: str  # "auto": the AMX kernel (amx_attention) on CPU in bfloat16 where the CPU has AMX; "sdpa"
     torch_threads: int  # 0 = from the instance's CPU share
     vad_model: str  # the Triton model asked for voiced segments; "" (set as "none") = no VAD
     realign_passes: int  # anchored re-alignment passes after the first; 0 = the single pass only
@@ -108,6 +111,7 @@ def resolve(parameters: Mapping[str, str], env: Mapping[str, str]) -> Settings:
         max_audio_seconds=number("max_audio_seconds", float, 1.0, MAX_AUDIO_SECONDS_CEILING),
         encoder_attention=choice("encoder_attention", ENCODER_ATTENTION),
         compile=choice("compile", COMPILE),
+        decoder_attention=choice("decoder_attention", DECODER_ATTENTION),
         torch_threads=int(number("torch_threads", int, 0)),
         vad_model="" if values["vad_model"].lower() == "none" else values["vad_model"],
         realign_passes=int(number("realign_passes", int, 0, MAX_REALIGN_PASSES)),
