@@ -30,8 +30,10 @@
     query, key and value for the 120 and 300 s bench songs, in bfloat16):
     PyTorch's flash kernel (sdpa on contiguous heads, as the compiled layers
     call it) against ``amx_attention`` (on the projections' layout, as it gets
-    them), with each one's largest error against attention in float64. Only
-    on CPUs with AMX.
+    them), with each one's largest error against attention in float64; then
+    each song aligned with either attention (the rest eager): how many unit
+    times (timestamp slots) moved, and the largest confidence difference.
+    Only on CPUs with AMX.
 
 ``--quick`` (under a minute): n = 1000, 2000 and 30 s in bfloat16 only; no (c), (d), (e).
 Encoder times are the best of 2 runs (1 with --quick) after one warm-up
@@ -57,7 +59,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from sow_aligner import amx_attention
-from sow_aligner.decoder_compile import uncompile_layers
+from sow_aligner.decoder_compile import CONTIGUOUS_SDPA, uncompile_layers
 from sow_aligner.encoder_windows import enable_windowed_attention
 from sow_aligner.engine import CONV_CHUNKS, channels_last_convolutions
 from sow_aligner.last_layer import narrowed_layer
@@ -257,15 +259,21 @@ def bench_attention(model_dir: Path, songs: list[str], repeats: int) -> None:
 
     AttentionInterface.register(CAPTURE, capture)
     AttentionMaskInterface.register(CAPTURE, sdpa_mask)
-    thinker.model.config._attn_implementation = CAPTURE
     print(f"## The decoder's causal attention, PyTorch's flash kernel and ours ({engine.dtype_choice.dtype}, "
           f"{torch.get_num_threads()} threads, the first layer's own input)\n")
     print("| song | tokens | heads / key heads | PyTorch (ms) | AMX kernel (ms) | PyTorch / kernel "
-          "| max abs error PyTorch | max abs error kernel | largest abs output |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| max abs error PyTorch | max abs error kernel | largest abs output | slots moved | max confidence diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for key in songs:
         audio, lyrics = song_data(SONGS[key])
-        engine.align(audio, lyrics.splitlines(), LANGUAGE)
+        thinker.model.config._attn_implementation = CAPTURE
+        kernels = engine.align(audio, lyrics.splitlines(), LANGUAGE)
+        thinker.model.config._attn_implementation = CONTIGUOUS_SDPA
+        pytorchs = engine.align(audio, lyrics.splitlines(), LANGUAGE)
+        slots = list(zip(kernels.unit_start + kernels.unit_end, pytorchs.unit_start + pytorchs.unit_end))
+        moved = sum(mine != theirs for mine, theirs in slots)
+        confidence = max(abs(mine - theirs) for mine, theirs in zip(kernels.evidence.unit_confidence,
+                                                                      pytorchs.evidence.unit_confidence))
         query, key_states, value, scale = seen["query"], seen["key"], seen["value"], seen["scale"]
         contiguous = [tensor.contiguous() for tensor in (query, key_states, value)]
         with torch.inference_mode():
@@ -282,7 +290,7 @@ def bench_attention(model_dir: Path, songs: list[str], repeats: int) -> None:
         errors = [(out.double() - exact).abs().max().item() for out in (pytorch_out.transpose(1, 2), kernel_out)]
         print(f"| {key} s | {query.shape[2]} | {query.shape[1]} / {key_states.shape[1]} | {pytorch_time * 1e3:.1f} "
               f"| {kernel_time * 1e3:.1f} | {pytorch_time / kernel_time:.2f}x | {errors[0]:.2e} | {errors[1]:.2e} "
-              f"| {exact.abs().max().item():.3g} |", flush=True)
+              f"| {exact.abs().max().item():.3g} | {moved} of {len(slots)} | {confidence:.1e} |", flush=True)
     print()
 
 

@@ -6,6 +6,7 @@ import re
 import pytest
 from ops_helpers import once_http, scrape, scrape_until
 
+from sow_aligner.amx_attention import cpu_has_amx
 from sow_qwen3_tools.local_server import start_server
 from support.audio import speech
 from support.stopping import assert_clean_stop, serving
@@ -56,7 +57,11 @@ def test_an_explicit_dtype_wins_without_a_probe(tiny_model_dir, server_logs):
         assert [dict(labels) for labels in chosen] == [{**dict(LABELS), "dtype": "bfloat16", "reason": "setting"}]
         assert samples_named(samples, "sow_qwen3_dtype_probe_gflops") == {}
         assert "dtype bfloat16 (setting)" in server.log() and "(probe)" not in server.log()
-        # CPU in bfloat16: the decoder is compiled inside the Triton stub (whose locale may be bare C).
+        # CPU in bfloat16: the decoder is compiled inside the Triton stub (whose locale may be bare C), and on a
+        # CPU with AMX its attention runs our kernel there (built by the stub, OpenMP on torch's libgomp).
         assert "decoder compiled (torch.compile)" in server.log(), server.log()[-3000:]
+        attention = "AMX kernel" if cpu_has_amx() else "PyTorch's"
+        assert f"decoder attention: {attention}, " in server.log(), server.log()[-3000:]
+        assert once_http(server.http_url, speech(2.0), "奇异恩典").kind == "ok"
     finally:
         assert_clean_stop(server)

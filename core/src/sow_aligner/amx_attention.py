@@ -10,7 +10,7 @@ softmax in float32 with a polynomial 2^x and a reference that moves only when
 a row's scores rise by 2^8 (the .cpp says how), the query, key and value
 read where the projections left them (no copies) and the output written as
 transformers wants it. On the real-size model's 120 s and 300 s prompts it
-ran 1.5-1.6x faster than PyTorch's kernel (docs/benchmarks.md).
+ran 1.4-1.6x faster than PyTorch's kernel (docs/benchmarks.md).
 
 Its output is not bit for bit PyTorch's: both accumulate in float32 and
 round the weights and the result to bfloat16, but they block the keys
@@ -20,7 +20,7 @@ kernel's largest error equals PyTorch's to within one bfloat16 step
 checkpoint's timestamp classes equal to PyTorch's kernel's).
 
 ``enable(thinker)`` builds the kernel with the C++ compiler torch.compile
-uses (about 0.5 s; once per process), checks it against PyTorch's attention
+uses (0.5-0.7 s; once per process), checks it against PyTorch's attention
 on a small prompt, and makes it the decoder's attention
 (``AMX_ATTENTION``): a pass over one prompt with no padding mask runs the
 kernel; anything else (a batch, a padding mask, shapes it does not take)
