@@ -22,6 +22,7 @@ from sow_aligner.batching import BatchBudget
 from sow_aligner.decoder_compile import contiguous_heads_sdpa, is_compiled
 from sow_aligner.engine import AUDIO_PROMPT, TIMESTAMP_PAIR
 from support.audio import speech
+from support.counting import Counting
 from support.engine import cpu_engine
 
 ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
@@ -136,20 +137,10 @@ def test_what_the_kernel_does_not_take_goes_to_pytorch():
     assert torch.equal(mine, causal_attention(query, key, value, 0.1))
 
 
-class CountingKernel:
-    """Stands in for the built kernel (``amx_attention._kernel``), counting its calls."""
-
-    def __init__(self, kernel) -> None:
-        self.kernel, self.calls = kernel, 0
-
-    def __call__(self, *args):
-        self.calls += 1
-        return self.kernel(*args)
-
-
 @pytest.fixture
-def counting(monkeypatch) -> CountingKernel:
-    counter = CountingKernel(amx_attention.build())
+def counting(monkeypatch) -> Counting:
+    """The built kernel (``amx_attention._kernel``), its calls counted."""
+    counter = Counting(amx_attention.build())
     monkeypatch.setattr(amx_attention, "_kernel", counter)
     return counter
 

@@ -14,6 +14,7 @@ from sow_aligner.engine import AUDIO_PROMPT, TIMESTAMP_PAIR
 from sow_aligner.last_layer import LastLayerAtRows, decoder_layers, narrow_last_layer
 from sow_aligner.timestamp_head import TimestampHead
 from support.audio import speech
+from support.counting import Counting
 from support.engine import assert_timed_alike, cpu_engine
 from support.logits import assert_same_logits
 
@@ -26,20 +27,10 @@ def widened(thinker: torch.nn.Module) -> None:
     thinker.model.layers[-1] = thinker.model.layers[-1].layer
 
 
-class CountingNarrowed:
-    """Stands in for ``last_layer.narrowed_layer``, counting its calls."""
-
-    def __init__(self, narrowed) -> None:
-        self.narrowed, self.calls = narrowed, 0
-
-    def __call__(self, *args):
-        self.calls += 1
-        return self.narrowed(*args)
-
-
 @pytest.fixture
-def counting(monkeypatch) -> CountingNarrowed:
-    counter = CountingNarrowed(last_layer.narrowed_layer)
+def counting(monkeypatch) -> Counting:
+    """``last_layer.narrowed_layer``, its calls counted."""
+    counter = Counting(last_layer.narrowed_layer)
     monkeypatch.setattr(last_layer, "narrowed_layer", counter)
     return counter
 

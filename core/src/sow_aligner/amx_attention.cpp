@@ -68,6 +68,34 @@ static inline __m512 exp2_bounded(__m512 t) {
     return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(r), 23)));
 }
 
+// Sums in tiles 0-3 += a x b: rows 0-15 of a in tile 4, 16-31 in tile 5 (`a_stride` bytes between rows), the
+// right operand's columns 0-15 in tile 6 from b0, 16-31 in tile 7 from b1 (1 KB contiguous each).
+static inline void multiply(const void *a, long a_stride, const void *b0, const void *b1) {
+    _tile_loadd(4, a, a_stride);
+    _tile_loadd(5, (const char *)a + 16 * a_stride, a_stride);
+    _tile_loadd(6, b0, 64);
+    _tile_loadd(7, b1, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+}
+
+// Tiles 0-3 to 32 x 32 float32 sums at c (`stride` floats between rows) and back.
+static inline void store_sums(float *c, long stride) {
+    _tile_stored(0, c, stride * 4);
+    _tile_stored(1, c + 16, stride * 4);
+    _tile_stored(2, c + 16 * stride, stride * 4);
+    _tile_stored(3, c + 16 * stride + 16, stride * 4);
+}
+
+static inline void load_sums(const float *c, long stride) {
+    _tile_loadd(0, c, stride * 4);
+    _tile_loadd(1, c + 16, stride * 4);
+    _tile_loadd(2, c + 16 * stride, stride * 4);
+    _tile_loadd(3, c + 16 * stride + 16, stride * 4);
+}
+
 // The first `count` lanes: all when count >= 16, none when count <= 0.
 static inline __mmask16 lanes(int count) {
     return count >= 16 ? (__mmask16)0xffff : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
@@ -208,20 +236,10 @@ static void attend(const Problem &p, int head, int q0) {
                 _tile_zero(1);
                 _tile_zero(2);
                 _tile_zero(3);
-                for (int s = 0; s < dp / 32; s++) {
-                    _tile_loadd(4, qh + s * 32, qstride * 2);
-                    _tile_loadd(5, qh + 16 * qstride + s * 32, qstride * 2);
-                    _tile_loadd(6, kh + ((size_t)(kv0 + j) / 16 * (dp / 2) + s * 16) * 16, 64);
-                    _tile_loadd(7, kh + ((size_t)(kv0 + j + 16) / 16 * (dp / 2) + s * 16) * 16, 64);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_dpbf16ps(3, 5, 7);
-                }
-                _tile_stored(0, sh + j, BK * 4);
-                _tile_stored(1, sh + j + 16, BK * 4);
-                _tile_stored(2, sh + 16 * BK + j, BK * 4);
-                _tile_stored(3, sh + 16 * BK + j + 16, BK * 4);
+                for (int s = 0; s < dp / 32; s++)
+                    multiply(qh + s * 32, qstride * 2, kh + ((size_t)(kv0 + j) / 16 * (dp / 2) + s * 16) * 16,
+                             kh + ((size_t)(kv0 + j + 16) / 16 * (dp / 2) + s * 16) * 16);
+                store_sums(sh + j, BK);
             }
         }
         for (int i = 0; i < BQ; i++) {  // weights, in float32 then bfloat16
@@ -242,25 +260,12 @@ static void attend(const Problem &p, int head, int q0) {
             float *ah = acc + half * dp;
             const bf16 *wh = weights + half * BK;
             for (int dc = 0; dc < dp; dc += 32) {
-                _tile_loadd(0, ah + dc, dp * 4);
-                _tile_loadd(1, ah + dc + 16, dp * 4);
-                _tile_loadd(2, ah + 16 * dp + dc, dp * 4);
-                _tile_loadd(3, ah + 16 * dp + dc + 16, dp * 4);
+                load_sums(ah + dc, dp);
                 for (int j = 0; j < nk; j += 32) {
                     const bf16 *vb = vh + ((size_t)(dc / 16) * (p.lp / 32) + (kv0 + j) / 32) * 512;
-                    _tile_loadd(4, wh + j, BK * 2);
-                    _tile_loadd(5, wh + 16 * BK + j, BK * 2);
-                    _tile_loadd(6, vb, 64);
-                    _tile_loadd(7, vb + (size_t)(p.lp / 32) * 512, 64);
-                    _tile_dpbf16ps(0, 4, 6);
-                    _tile_dpbf16ps(1, 4, 7);
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_dpbf16ps(3, 5, 7);
+                    multiply(wh + j, BK * 2, vb, vb + (size_t)(p.lp / 32) * 512);
                 }
-                _tile_stored(0, ah + dc, dp * 4);
-                _tile_stored(1, ah + dc + 16, dp * 4);
-                _tile_stored(2, ah + 16 * dp + dc, dp * 4);
-                _tile_stored(3, ah + 16 * dp + dc + 16, dp * 4);
+                store_sums(ah + dc, dp);
             }
         }
     }
