@@ -3,7 +3,8 @@
 The kernel runs only where the CPU has AMX: on other CPUs (AVX2-only AMD machines, say) these tests skip, as
 the engine uses PyTorch's attention there; the last tests (settings and the reasons it is not used) run
 everywhere. Against attention in float64, the kernel's error must be PyTorch's own bfloat16 error within one
-bfloat16 step; on the tiny informative checkpoint the engine's timestamp classes must be PyTorch's.
+bfloat16 step; on the tiny informative checkpoint, its timestamp logits and classes as close to exact
+attention's as PyTorch's attentions get them.
 """
 from __future__ import annotations
 
