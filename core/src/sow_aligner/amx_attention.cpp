@@ -21,7 +21,9 @@
 // torch's), each configuring its own tiles and releasing them when done.
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef uint16_t bf16;
@@ -203,13 +205,19 @@ struct Problem {
     float scale;
 };
 
-// Rows [q0, q0 + BQ) of one head attend keys [0, q0 + BQ).
-static void attend(const Problem &p, int head, int q0) {
+// One thread's working memory (144 KB: on the heap, whatever the calling thread's stack).
+struct Scratch {
     alignas(64) float scores[BQ * BK];
     alignas(64) bf16 weights[BQ * BK];
     alignas(64) float acc[BQ * MAX_DP];
     alignas(64) bf16 padded[BQ * MAX_DP];
     float reference[BQ], sum[BQ];
+};
+
+// Rows [q0, q0 + BQ) of one head attend keys [0, q0 + BQ).
+static void attend(const Problem &p, Scratch &scratch, int head, int q0) {
+    float *scores = scratch.scores, *acc = scratch.acc, *reference = scratch.reference, *sum = scratch.sum;
+    bf16 *weights = scratch.weights, *padded = scratch.padded;
     const int dp = p.dp;
     const uint32_t *kh = p.kt + (size_t)(head / p.group) * (p.dp / 2) * p.lp;
     const bf16 *vh = p.vp + (size_t)(head / p.group) * p.lp * p.dp;
@@ -223,7 +231,7 @@ static void attend(const Problem &p, int head, int q0) {
         qstride = dp;
     }
     memset(acc, 0, sizeof(float) * BQ * dp);
-    memset(sum, 0, sizeof sum);
+    memset(sum, 0, sizeof scratch.sum);
     const __m512 scale = _mm512_set1_ps(p.scale * LOG2E);
     const int end = q0 + BQ;
     for (int kv0 = 0; kv0 < end; kv0 += BK) {
@@ -278,7 +286,7 @@ static void attend(const Problem &p, int head, int q0) {
     }
 }
 
-// 0 when done; 1 when the shapes are outside what the kernel takes (nothing written).
+// 0 when done; 1 when the shapes are outside what the kernel takes, 2 when memory ran out (nothing written).
 extern "C" int sow_causal_attention(const bf16 *q, long qsh, long qst, const bf16 *k, long ksh, long kst,
                                     const bf16 *v, long vsh, long vst, bf16 *out, uint32_t *kt, bf16 *vp, int H,
                                     int KVH, int L, int D, float scale, int threads) {
@@ -286,17 +294,21 @@ extern "C" int sow_causal_attention(const bf16 *q, long qsh, long qst, const bf1
     if (L < 1 || D < 16 || D % 16 || dp > MAX_DP || KVH < 1 || H % KVH || kst % 2 || threads < 1) return 1;
     const Problem problem = {q, qsh, qst, kt, vp, out, H, H / KVH, L, lp, D, dp, scale};
     const int blocks = lp / BQ, group = H / KVH;
+    Scratch *scratch = (Scratch *)aligned_alloc(64, sizeof(Scratch) * threads);
+    if (!scratch) return 2;
 #pragma omp parallel num_threads(threads)
     {
+        Scratch &mine = scratch[omp_get_thread_num()];
         pack(k, ksh, kst, v, vsh, vst, kt, vp, KVH, L, lp, D, dp);  // ends with the team's barrier
         configure_tiles();
         // A key head's query heads together, longest rows first: the team shares its keys and values in cache.
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < H * blocks; task++) {
             const int kv = task / (blocks * group), rest = task % (blocks * group);
-            attend(problem, kv * group + rest % group, (blocks - 1 - rest / group) * BQ);
+            attend(problem, mine, kv * group + rest % group, (blocks - 1 - rest / group) * BQ);
         }
         _tile_release();
     }
+    free(scratch);
     return 0;
 }

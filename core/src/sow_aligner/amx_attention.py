@@ -136,6 +136,8 @@ def causal_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     failed = kernel(query.data_ptr(), query.stride(1), query.stride(2), key.data_ptr(), key.stride(1), key.stride(2),
                     value.data_ptr(), value.stride(1), value.stride(2), out.data_ptr(), keys.data_ptr(),
                     values.data_ptr(), heads, key_heads, tokens, size, scale, torch.get_num_threads())
+    if failed == 2:
+        raise MemoryError("the AMX attention kernel ran out of memory for its working space")
     if failed:
         raise ValueError(f"the AMX attention kernel does not take query {tuple(query.shape)}, key {tuple(key.shape)}")
     return out
