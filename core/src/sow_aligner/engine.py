@@ -183,18 +183,19 @@ class AlignmentEngine:
         classify_num = aligner.model.config.thinker_config.classify_num
         check_window_limit(settings.window_seconds, classify_num, aligner.timestamp_segment_time)
         aligner.model.thinker.audio_tower.conv_chunksize = CONV_CHUNKS
-        if device == "cpu" and dtype == "bfloat16":  # oneDNN's own layout; float32 keeps stock's exactly
+        # The CPU kernels below are for bfloat16; float32 keeps stock's computation exactly.
+        cpu_bfloat16 = device == "cpu" and dtype == "bfloat16"
+        if cpu_bfloat16:  # oneDNN's own layout
             channels_last_convolutions(aligner.model.thinker.audio_tower)
         aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
         narrow_last_layer(aligner.model.thinker)
         if settings.encoder_attention == "windowed":
             enable_windowed_attention(aligner.model)
         # Before compiling: the compiled layers call the kernel as one step.
-        amx = (settings.decoder_attention == "auto" and device == "cpu" and dtype == "bfloat16"
-               and amx_attention.enable(aligner.model.thinker))
+        amx = settings.decoder_attention == "auto" and cpu_bfloat16 and amx_attention.enable(aligner.model.thinker)
         engine = cls(aligner, settings, choice)
         engine.self_check()
-        compiled = (settings.compile == "auto" and device == "cpu" and dtype == "bfloat16"
+        compiled = (settings.compile == "auto" and cpu_bfloat16
                     and engine.compile_decoder(batched=settings.batches_on(device)))
         log.info("loaded %s on %s as %s (encoder attention: %s, decoder %s, decoder attention: %s, "
                  "memory limit %.1f GiB)", path, device, dtype, settings.encoder_attention,
