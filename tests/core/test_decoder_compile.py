@@ -11,9 +11,17 @@ import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from sow_aligner.batching import BatchBudget
-from sow_aligner.decoder_compile import CONTIGUOUS_SDPA, SDPA, contiguous_heads_sdpa, is_compiled, uncompile_layers
+from sow_aligner.decoder_compile import (
+    CONTIGUOUS_SDPA,
+    SDPA,
+    attention_forward,
+    contiguous_heads_sdpa,
+    is_compiled,
+    uncompile_layers,
+)
+from sow_aligner.last_layer import decoder_layers
 from support.audio import speech
-from support.engine import assert_timed_alike, cpu_engine
+from support.engine import assert_timed_alike, cpu_engine, with_qwen_asrs_front_end
 
 ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
 CALLS = [(speech(20.0), ZH, "Chinese"), (speech(8.5), ZH[:2] * 3, "Chinese")]
@@ -25,17 +33,20 @@ def graphs() -> int:
 
 def test_the_compiled_decoder_keeps_every_timestamp_class_and_compiles_once(tiny_model_dir):
     torch._dynamo.reset()
-    # PyTorch's attention, as on CPUs without AMX (the AMX kernel: test_amx_attention).
-    engine = cpu_engine(tiny_model_dir, "bfloat16", decoder_attention="sdpa")
+    graphs_before = graphs()
+    # PyTorch's attention, as on CPUs without AMX (the AMX kernel: test_amx_attention), and qwen-asr's front end.
+    engine = with_qwen_asrs_front_end(cpu_engine(tiny_model_dir, "bfloat16", decoder_attention="sdpa"))
     thinker = engine.aligner.model.thinker
     assert is_compiled(thinker)
     assert thinker.model.layers[0].self_attn.config._attn_implementation == CONTIGUOUS_SDPA
     compiled_graphs = graphs()
-    assert compiled_graphs > 0
+    assert compiled_graphs - graphs_before == 1  # one prompt's graph (the last layer runs narrowed, eager)
     fast = [engine.align(*call) for call in CALLS]
     assert graphs() == compiled_graphs, "a prompt of another length compiled again"
     uncompile_layers(thinker)
     assert thinker.model.layers[0].self_attn.config._attn_implementation == SDPA
+    assert all("forward" not in vars(layer) and "forward" not in vars(layer.self_attn)
+               for layer in decoder_layers(thinker))  # qwen-asr's own forwards again
     eager = [engine.align(*call) for call in CALLS]
     for mine, theirs in zip(fast, eager):
         assert_timed_alike(mine, theirs)
@@ -45,9 +56,13 @@ def test_with_batching_on_the_warm_up_compiles_the_batched_pass_too(tiny_model_d
     """A batched pass (right-padded prompts, an attention mask) is another graph: compiled at load, so a batch
     of other lengths compiles nothing more, and it times each span as the eager decoder does."""
     torch._dynamo.reset()
+    graphs_before = graphs()
     engine = cpu_engine(tiny_model_dir, "bfloat16", batching="on")
     thinker = engine.aligner.model.thinker
     compiled_graphs = graphs()
+    # One prompt's graph and the batch's, which both layers share (a functools.partial as each attention's
+    # forward made one per layer: dynamo guards on the partial object).
+    assert compiled_graphs - graphs_before == 2
 
     def batched():
         return engine.align_many([engine.clip_span(*call) for call in CALLS], BatchBudget(1e9, 10**12))
@@ -60,16 +75,21 @@ def test_with_batching_on_the_warm_up_compiles_the_batched_pass_too(tiny_model_d
 
 
 def test_a_failed_compile_leaves_the_model_aligning_uncompiled(tiny_model_dir, tmp_path, monkeypatch, caplog):
-    """A compiler that does not exist, as in an image without g++; no cached kernels to fall back on."""
+    """A compiler that does not exist, as in an image without g++; no cached kernels to fall back on. The log
+    names the compiler, not torch.compile's wrapper."""
     torch._dynamo.reset()
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
-    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (str(tmp_path / "no-such-g++"),))
-    with caplog.at_level(logging.WARNING, logger="sow_aligner.engine"):
-        engine = cpu_engine(tiny_model_dir, "bfloat16")
+    # config.patch, not monkeypatch.setattr: undoing that deleted inductor's options, and every later test in the
+    # session then compiled nothing (its engines logged "fx_graph_cache does not exist" and ran eager).
+    with torch._inductor.config.patch({"fx_graph_cache": False, "cpp.cxx": (str(tmp_path / "no-such-g++"),)}):
+        with caplog.at_level(logging.WARNING, logger="sow_aligner.engine"):
+            engine = cpu_engine(tiny_model_dir, "bfloat16")
     assert not is_compiled(engine.aligner.model.thinker)
-    assert any("decoder not compiled" in record.getMessage() for record in caplog.records)
+    warnings = [record.getMessage() for record in caplog.records if "decoder not compiled" in record.getMessage()]
+    assert warnings and "No working C++ compiler" in warnings[0], warnings
     assert engine.align(*CALLS[1]).unit_start
+    torch._dynamo.reset()
+    assert is_compiled(cpu_engine(tiny_model_dir, "bfloat16").aligner.model.thinker)  # nothing left broken
 
 
 @pytest.mark.parametrize(("dtype", "changes"), [("float32", {}), ("bfloat16", {"compile": "off"})])
@@ -106,3 +126,29 @@ def test_attention_on_contiguous_heads_is_bit_for_bit_sdpa(dtype, padded):
     theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=128 ** -0.5)
     assert mine.shape == theirs.shape == (2, tokens, 16, 128)
     assert torch.equal(mine, theirs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_compiled_layers_attention_forward_is_qwen_asrs_bit_for_bit(tiny_model_dir, dtype):
+    """``attention_forward`` (the rotary embedding half by half) against qwen-asr's own forward, eager, on the
+    tiny checkpoint's layers with the thinker's own rotary embedding: identical outputs, with and without a mask;
+    a call with a key-value cache is the class's forward itself."""
+    from transformers import DynamicCache
+
+    engine = cpu_engine(tiny_model_dir, dtype, compile="off")
+    thinker = engine.aligner.model.thinker
+    generator = torch.Generator().manual_seed(3)
+    hidden = (torch.randn(1, 57, thinker.config.text_config.hidden_size, generator=generator) * 4).to(engine.dtype)
+    positions = torch.arange(57)[None, None, :].expand(3, 1, -1)
+    embeddings = thinker.model.rotary_emb(hidden, positions)
+    mask = torch.ones(1, 1, 57, 57, dtype=torch.bool).tril()
+    with torch.inference_mode():
+        for layer in decoder_layers(thinker):
+            attention = layer.self_attn
+            for attention_mask in (None, mask):
+                mine, _ = attention_forward(attention, hidden, embeddings, attention_mask)
+                theirs, _ = attention(hidden, embeddings, attention_mask)
+                assert torch.equal(mine, theirs)
+            mine, _ = attention_forward(attention, hidden, embeddings, None, past_key_values=DynamicCache())
+            theirs, _ = attention(hidden, embeddings, None, past_key_values=DynamicCache())
+            assert torch.equal(mine, theirs)

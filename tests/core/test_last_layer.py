@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qwen_asr import Qwen3ForcedAligner
+from qwen_asr.core.transformers_backend.modeling_qwen3_asr import apply_rotary_pos_emb
 
 from sow_aligner import last_layer
 from sow_aligner.batching import BatchBudget
 from sow_aligner.engine import AUDIO_PROMPT, TIMESTAMP_PAIR
-from sow_aligner.last_layer import LastLayerAtRows, decoder_layers, narrow_last_layer
+from sow_aligner.last_layer import LastLayerAtRows, decoder_layers, narrow_last_layer, rotated
 from sow_aligner.timestamp_head import TimestampHead
 from support.audio import speech
 from support.counting import Counting
-from support.engine import assert_timed_alike, cpu_engine
+from support.engine import assert_timed_alike, cpu_engine, with_qwen_asrs_front_end
 from support.logits import assert_same_logits
 
 ZH = ["奇异恩典 何等甘甜", "我罪已得赦免", "前我失丧 今被寻回", "瞎眼今得看见"]
@@ -67,8 +70,8 @@ def test_the_narrowed_last_layer_gives_the_full_layers_logits(tiny_model_dir, dt
 def test_the_engine_times_every_unit_as_with_the_full_last_layer(tiny_model_dir, dtype, counting):
     """float32 runs eager, bfloat16 compiled (config.pbtxt's compile=auto: the other layers, and the last one's
     whole form): both as the full last layer. PyTorch's attention in both forms (the narrowed one attends with
-    it; the AMX kernel's rounding is another's: test_amx_attention)."""
-    engine = cpu_engine(tiny_model_dir, dtype, decoder_attention="sdpa")
+    it; the AMX kernel's rounding is another's: test_amx_attention), and qwen-asr's audio front end."""
+    engine = with_qwen_asrs_front_end(cpu_engine(tiny_model_dir, dtype, decoder_attention="sdpa"))
     thinker = engine.aligner.model.thinker
     calls_at_load = counting.calls  # the self-check and warm-up
     narrow = [engine.align(*call) for call in CALLS]
@@ -91,3 +94,23 @@ def test_a_batched_pass_runs_the_full_last_layer(tiny_model_dir, calls, counting
     assert counting.calls - calls_at_load == len(calls)
     for mine, theirs in zip(answers, alone):
         assert (mine.unit_start, mine.unit_end) == (theirs.unit_start, theirs.unit_end)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from([torch.bfloat16, torch.float16, torch.float32]), heads=st.integers(1, 4),
+       tokens=st.integers(1, 33), half=st.sampled_from([1, 2, 8, 64]), scale=st.sampled_from([1e-3, 1.0, 300.0]),
+       seed=st.integers(0, 2**31 - 1))
+def test_rotated_is_qwen_asrs_rotary_embedding_bit_for_bit(dtype, heads, tokens, half, scale, seed):
+    """``rotated`` (half by half) against ``apply_rotary_pos_emb`` (``rotate_half``), for a query and a key:
+    identical in every dtype, at any size of values (each product and each sum is rounded as qwen-asr rounds it)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def random(*shape: int) -> torch.Tensor:
+        return (torch.randn(*shape, generator=generator) * scale).to(dtype)
+
+    query, key = random(1, heads, tokens, 2 * half), random(1, max(1, heads // 2), tokens, 2 * half)
+    angles = torch.rand(1, tokens, 2 * half, generator=generator) * 100
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    expected_query, expected_key = apply_rotary_pos_emb(query, key, cos, sin)
+    assert torch.equal(rotated(query, cos, sin), expected_query)
+    assert torch.equal(rotated(key, cos, sin), expected_key)

@@ -28,16 +28,27 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from qwen_asr.core.transformers_backend.modeling_qwen3_asr import rotate_half
 
 from .timestamp_head import TimestampHead
 
 
 def rotated(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """(batch, heads, tokens, head size) ``states`` turned by the rotary embedding ``cos``, ``sin`` (batch, tokens,
-    head size) in qwen-asr's operations (``apply_rotary_pos_emb``, which turns a query and a key at the same
-    positions: here the queries sit at fewer positions than the keys, and each is turned once)."""
-    return (states * cos.unsqueeze(1)) + (rotate_half(states) * sin.unsqueeze(1))
+    head size): bit for bit qwen-asr's ``apply_rotary_pos_emb``, which turns a query and a key at the same positions
+    (here each is turned alone: the narrowed layer's queries sit at fewer positions than its keys).
+
+    qwen-asr computes ``states * cos + rotate_half(states) * sin``, ``rotate_half`` being the halves swapped with
+    the first negated. This takes the same products and sums in the same dtype, half by half: the first half is
+    ``x1 * cos1 - x2 * sin1`` (rounding is symmetric, so ``-(x2 * sin1)`` is ``(-x2) * sin1`` exactly), the second
+    ``x2 * cos2 + x1 * sin2``. Compiled (``decoder_compile``), inductor then fuses the query and key norms and this
+    into one loop per tensor; qwen-asr's form made it write the swapped halves to memory and read them back in
+    a second loop, which took twice as long (tests/core/test_last_layer.py holds the two equal).
+    """
+    half = states.shape[-1] // 2
+    first, second = states[..., :half], states[..., half:]
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return torch.cat((first * cos[..., :half] - second * sin[..., :half],
+                      second * cos[..., half:] + first * sin[..., half:]), dim=-1)
 
 
 def narrowed_layer(layer: torch.nn.Module, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
