@@ -58,8 +58,10 @@ def test_an_explicit_dtype_wins_without_a_probe(tiny_model_dir, server_logs):
         assert samples_named(samples, "sow_qwen3_dtype_probe_gflops") == {}
         assert "dtype bfloat16 (setting)" in server.log() and "(probe)" not in server.log()
         # CPU in bfloat16: the decoder is compiled inside the Triton stub (whose locale may be bare C), and on a
-        # CPU with AMX its attention runs our kernel there (built by the stub, OpenMP on torch's libgomp).
+        # CPU with AMX its attention runs our kernel there (built by the stub, OpenMP on torch's libgomp); each
+        # GELU of the audio front end runs inside its oneDNN convolution.
         assert "decoder compiled (torch.compile)" in server.log(), server.log()[-3000:]
+        assert "(convolutions: GELU fused, " in server.log(), server.log()[-3000:]
         attention = "AMX kernel" if cpu_has_amx() else "PyTorch's"
         assert f"decoder attention: {attention}, " in server.log(), server.log()[-3000:]
         assert once_http(server.http_url, speech(2.0), "奇异恩典").kind == "ok"

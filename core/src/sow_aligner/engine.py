@@ -49,6 +49,7 @@ from . import amx_attention  # noqa: E402
 from .access import permission_problem  # noqa: E402
 from .alignment import Alignment, alignment_from_slots  # noqa: E402
 from .batching import BatchBudget, budget_groups, run_splitting  # noqa: E402
+from .conv_front_end import fuse_front_end  # noqa: E402
 from .decoder_compile import compile_layers, uncompile_layers  # noqa: E402
 from .dtype_probe import DtypeChoice, ProbeShapes, choose_cpu_dtype, measure_gflops  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
@@ -187,6 +188,7 @@ class AlignmentEngine:
         cpu_bfloat16 = device == "cpu" and dtype == "bfloat16"
         if cpu_bfloat16:  # oneDNN's own layout
             channels_last_convolutions(aligner.model.thinker.audio_tower)
+        fused = cpu_bfloat16 and fuse_front_end(aligner.model.thinker.audio_tower)  # each GELU in its convolution
         aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
         narrow_last_layer(aligner.model.thinker)
         if settings.encoder_attention == "windowed":
@@ -197,9 +199,10 @@ class AlignmentEngine:
         engine.self_check()
         compiled = (settings.compile == "auto" and cpu_bfloat16
                     and engine.compile_decoder(batched=settings.batches_on(device)))
-        log.info("loaded %s on %s as %s (encoder attention: %s, decoder %s, decoder attention: %s, "
-                 "memory limit %.1f GiB)", path, device, dtype, settings.encoder_attention,
-                 "compiled" if compiled else "uncompiled", "AMX kernel" if amx else "PyTorch's", memory / 1024**3)
+        log.info("loaded %s on %s as %s (convolutions: %s, encoder attention: %s, decoder %s, decoder attention: "
+                 "%s, memory limit %.1f GiB)", path, device, dtype, "GELU fused" if fused else "qwen-asr's",
+                 settings.encoder_attention, "compiled" if compiled else "uncompiled",
+                 "AMX kernel" if amx else "PyTorch's", memory / 1024**3)
         return engine
 
     @property
@@ -240,9 +243,11 @@ class AlignmentEngine:
         except Exception as exc:  # noqa: BLE001 - any failure to compile leaves the eager model serving
             uncompile_layers(thinker)
             torch._dynamo.reset()
-            reason = (str(exc).strip().splitlines() or [""])[0]
+            # torch.compile wraps what its backend raised (BackendCompilerFailed): name that.
+            cause = getattr(exc, "inner_exception", None) or exc
+            reason = (str(cause).strip().splitlines() or [""])[0]
             log.warning("decoder not compiled, running uncompiled (set SOW_QWEN3_COMPILE=off to skip trying): "
-                        "%s: %s", type(exc).__name__, reason[:300])
+                        "%s: %s", type(cause).__name__, reason[:300])
             return False
         log.info("decoder compiled (torch.compile) and warmed up in %.1f s", time.perf_counter() - started)
         return True
