@@ -116,21 +116,26 @@ def test_timer_covers_every_component(aligner):
     assert rates == {"conv front end": 2.0, "encoder layers": 2.0, "forward": 2.0}
 
 
-def test_timer_sums_every_conv_chunk(aligner):
-    """With a clock that ticks once per reading, a span read once at each end lasts 1: the conv front end
-    of a clip in three one-chunk conv calls is those three spans plus conv_out's."""
-    thinker = aligner.model.thinker
-    inputs = prompt_inputs(aligner, 2.5, list("奇异"))  # 250 mel frames: three 100-frame chunks
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_timer_times_the_front_end_the_engine_runs(tiny_model_dir, dtype):
+    """qwen-asr's front end (float32) and the fused one (bfloat16 on CPU: no convolution module is called):
+    each is timed, inside the audio tower's time, once per pass from the tower's call to conv_out's return."""
+    from support.engine import cpu_engine
+
+    engine = cpu_engine(tiny_model_dir, dtype, compile="off")
+    assert ("forward" in vars(engine.aligner.model.thinker.audio_tower)) == (dtype == "bfloat16")
+    timer = ComponentTimer(engine.aligner.model.thinker)
+    with timer.timing():
+        engine.align(speech(12.5), ["奇异恩典"], "Chinese")
+    parts = timer.components()
+    assert 0 < parts["conv front end"] and 0 < parts["encoder layers"], parts
     ticks = iter(range(10**6))
-    timer = ComponentTimer(thinker, clock=lambda: float(next(ticks)))
-    chunksize = thinker.audio_tower.conv_chunksize
-    thinker.audio_tower.conv_chunksize = 1
-    try:
-        with torch.inference_mode(), timer.timing():
-            thinker(**inputs, use_cache=False)
-    finally:
-        thinker.audio_tower.conv_chunksize = chunksize
-    assert timer.components()["conv front end"] == 3 + 1
+    ticking = ComponentTimer(engine.aligner.model.thinker, clock=lambda: float(next(ticks)))
+    with ticking.timing():
+        engine.align(speech(2.5), ["奇异"], "Chinese")  # three one-second chunks
+    # One span per pass: its start and end readings, with one reading between them (the pass's start, another
+    # pre-hook on the tower).
+    assert ticking.components()["conv front end"] == 2
 
 
 def test_timer_covers_the_engines_pass_of_a_song_encoded_apart(tiny_model_dir):

@@ -17,8 +17,12 @@ convolutions and attention (elementwise work is left out); its counts agree
 with ``torch.utils.flop_counter`` on a small model (tests/test_forward_profile.py).
 ``ComponentTimer`` times the same components with forward hooks; on CPU every
 op is synchronous, so the hooks' clock readings are the components' times.
-qwen-asr runs the three convolutions once per batch of ``conv_chunksize``
-chunks and ``conv_out`` once, so the conv front end is the sum of those calls.
+The conv front end runs from the audio tower's call to ``conv_out``'s return
+(the mel chunks cut and padded, the convolutions and their GELUs, which
+qwen-asr runs ``conv_chunksize`` chunks at a time, and ``conv_out``),
+whichever forward the tower runs: qwen-asr's, or the engine's with each GELU
+inside its convolution (``sow_aligner.conv_front_end``), which calls no
+convolution module.
 """
 from __future__ import annotations
 
@@ -119,8 +123,7 @@ class ComponentTimer:
         # (first module, last module): a span runs from the first's call to the last's return, once per call.
         self.spans = {
             "audio tower": (tower, tower),
-            "conv chunks": (tower.conv2d1, tower.conv2d3),
-            "conv out": (tower.conv_out, tower.conv_out),
+            "conv front end": (tower, tower.conv_out),
             "decoder layers": (thinker.model.layers[0], thinker.model.layers[-1]),
             "timestamp head": (thinker.lm_head, thinker.lm_head),
         }
@@ -173,10 +176,9 @@ class ComponentTimer:
     def components(self) -> dict[str, float]:
         """Seconds per entry of COMPONENTS (encoder layers = audio tower less its conv front end)."""
         s = self.seconds
-        conv = s["conv chunks"] + s["conv out"]
         parts = {
-            "conv front end": conv,
-            "encoder layers": s["audio tower"] - conv,
+            "conv front end": s["conv front end"],
+            "encoder layers": s["audio tower"] - s["conv front end"],
             "decoder layers": s["decoder layers"],
             "timestamp head": s["timestamp head"],
         }
