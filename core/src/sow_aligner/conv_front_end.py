@@ -20,9 +20,11 @@ boundary (a quarter of the first convolution's outputs on random input).
 It is closer to the front end in float32, not further: the largest error
 halves (0.0078 against 0.016 on the real-size model's first convolution)
 and the mean error falls by a third. tests/core/test_conv_front_end.py
-holds the error to that and the timestamp classes to exact arithmetic as
-closely as the two-step form's. On the Intel Xeon with AMX the audio
-encoding of the 120 s bench song took 0.1 s less (docs/benchmarks.md).
+holds the error to that, every other step to qwen-asr's in float32, and the
+timestamp classes of the informative tiny checkpoint within the noise the
+two-step form already has against exact arithmetic. On the Intel Xeon with
+AMX the audio encoding of the 120 s bench song took 0.1 s less, and its 600
+unit times on the real-size checkpoint did not move (docs/benchmarks.md).
 """
 from __future__ import annotations
 
