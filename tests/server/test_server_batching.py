@@ -79,7 +79,10 @@ def send_together(url: str, requests: list) -> tuple[list, int]:
     inferred less the execute() calls that ran them (blocker included): above 0 when some shared a call.
 
     Triton counts an execution after its responses are sent, so a client can hold every answer before the
-    statistics show them: they are read once they count every request sent (within STATS_TIMEOUT_S).
+    statistics show them: they are read once they count every request sent (within STATS_TIMEOUT_S). For the
+    same reason the first reading may miss the last request answered before (a test's requests sent alone):
+    counted late, it adds one request and one execution, which leaves the difference unchanged, so at least
+    every request sent must be counted, not exactly those.
     """
     inferred, executed = execution_counts(url)
     client = http_client(url, concurrency=len(requests) + 1)
@@ -96,7 +99,7 @@ def send_together(url: str, requests: list) -> tuple[list, int]:
         time.sleep(0.05)  # polling interval until Triton has counted the last execution
         inferred_after, executed_after = execution_counts(url)
     counted = inferred_after - inferred
-    assert counted == len(requests) + 1, f"Triton's statistics count {counted} of {len(requests) + 1} requests sent"
+    assert counted >= len(requests) + 1, f"Triton's statistics count {counted} of {len(requests) + 1} requests sent"
     return outcomes, counted - (executed_after - executed)
 
 
