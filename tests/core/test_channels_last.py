@@ -29,7 +29,7 @@ def test_bfloat16_on_cpu_runs_the_convolutions_channels_last_and_keeps_every_tim
     # call with fewer distinct times than assert_timed_alike needs to call it informative (test_amx_attention).
     # qwen-asr's front end, convolution then GELU, on both sides: the GELU inside oneDNN's convolution rounds
     # differently in the two layouts.
-    engine = with_qwen_asrs_front_end(cpu_engine(tiny_model_dir, "bfloat16", decoder_attention="sdpa"))
+    engine = with_qwen_asrs_front_end(cpu_engine(tiny_model_dir, "bfloat16", attention_kernel="sdpa"))
     assert convolutions(engine) and all(map(channels_last, convolutions(engine)))
     calls = [(speech(20.0), ZH, "Chinese"), (speech(8.5), ZH[:2] * 3, "Chinese")]
     fast = [engine.align(*call) for call in calls]

@@ -35,7 +35,7 @@ def test_the_compiled_decoder_keeps_every_timestamp_class_and_compiles_once(tiny
     torch._dynamo.reset()
     graphs_before = graphs()
     # PyTorch's attention, as on CPUs without AMX (the AMX kernel: test_amx_attention), and qwen-asr's front end.
-    engine = with_qwen_asrs_front_end(cpu_engine(tiny_model_dir, "bfloat16", decoder_attention="sdpa"))
+    engine = with_qwen_asrs_front_end(cpu_engine(tiny_model_dir, "bfloat16", attention_kernel="sdpa"))
     thinker = engine.aligner.model.thinker
     assert is_compiled(thinker)
     assert thinker.model.layers[0].self_attn.config._attn_implementation == CONTIGUOUS_SDPA

@@ -164,6 +164,40 @@ def test_attention_equals_stock_attention_per_window(stock, windowed, lengths, s
     assert not torch.allclose(full, expected, atol=ATOL, rtol=RTOL)
 
 
+def test_a_kernel_runs_each_group_of_windows_it_takes(tiny_model_dir, stock):
+    """With a kernel (here PyTorch's sdpa per window, by hand), every group of equally long windows goes to it
+    once, with the projections as (tokens, heads, head size) and the group's window count; its answer is the
+    layer's. A kernel that answers None leaves the group to the model's own attention, bit for bit."""
+    calls = []
+
+    def kernel(query, key, value, windows, scale):
+        calls.append((tuple(query.shape), windows))
+        tokens, heads, size = query.shape
+        per_window = [tensor.reshape(windows, -1, heads, size).transpose(1, 2) for tensor in (query, key, value)]
+        output = torch.nn.functional.scaled_dot_product_attention(*per_window, scale=scale)
+        return output.transpose(1, 2).reshape(tokens, heads, size)
+
+    def declining(*_args):
+        calls.append("declined")
+        return None
+
+    by_kernel, declined = load(tiny_model_dir), load(tiny_model_dir)
+    assert enable_windowed_attention(by_kernel.model, kernel)
+    assert enable_windowed_attention(declined.model, declining)
+    windowed = load_windowed(tiny_model_dir)
+    features, lengths = mel(stock, 20.0, 11.0)  # windows of 104, 104, 52, 104, 39 embeddings
+    expected, _, _ = encode(windowed, features, lengths)
+    got, _, _ = encode(by_kernel, features, lengths)
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=RTOL)
+    heads = by_kernel.model.thinker.audio_tower.layers[0].self_attn.num_heads
+    size = by_kernel.model.thinker.audio_tower.layers[0].self_attn.head_dim
+    groups = [((208, heads, size), 2), ((52, heads, size), 1), ((104, heads, size), 1), ((39, heads, size), 1)]
+    assert calls == groups * len(by_kernel.model.thinker.audio_tower.layers)
+    calls.clear()
+    assert torch.equal(encode(declined, features, lengths)[0], expected)
+    assert calls == ["declined"] * 4 * len(declined.model.thinker.audio_tower.layers)
+
+
 def test_explicit_mask_is_honoured(stock, windowed):
     """A caller's own attention_mask goes to the stock attention unchanged."""
     attention = windowed.model.thinker.audio_tower.layers[0].self_attn

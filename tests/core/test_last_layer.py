@@ -71,7 +71,7 @@ def test_the_engine_times_every_unit_as_with_the_full_last_layer(tiny_model_dir,
     """float32 runs eager, bfloat16 compiled (config.pbtxt's compile=auto: the other layers, and the last one's
     whole form): both as the full last layer. PyTorch's attention in both forms (the narrowed one attends with
     it; the AMX kernel's rounding is another's: test_amx_attention), and qwen-asr's audio front end."""
-    engine = with_qwen_asrs_front_end(cpu_engine(tiny_model_dir, dtype, decoder_attention="sdpa"))
+    engine = with_qwen_asrs_front_end(cpu_engine(tiny_model_dir, dtype, attention_kernel="sdpa"))
     thinker = engine.aligner.model.thinker
     calls_at_load = counting.calls  # the self-check and warm-up
     narrow = [engine.align(*call) for call in CALLS]

@@ -71,6 +71,18 @@ def test_bad_values_name_the_variable(variable, value, expected):
     assert variable in str(error.value) and repr(value) in str(error.value) and expected in str(error.value)
 
 
+def test_a_renamed_variable_is_refused_with_its_new_name():
+    """SOW_QWEN3_DECODER_ATTENTION (an earlier release's) is not ignored: the error names its replacement and the
+    value to give it; left empty, it is no error."""
+    with pytest.raises(SettingsError) as error:
+        settings.resolve(config_parameters(), {"SOW_QWEN3_DECODER_ATTENTION": "sdpa"})
+    assert str(error.value) == ("SOW_QWEN3_DECODER_ATTENTION was renamed SOW_QWEN3_ATTENTION_KERNEL (same values): "
+                                "set SOW_QWEN3_ATTENTION_KERNEL=sdpa instead")
+    resolved = settings.resolve(config_parameters(), {"SOW_QWEN3_DECODER_ATTENTION": "",
+                                                      "SOW_QWEN3_ATTENTION_KERNEL": "sdpa"})
+    assert resolved.attention_kernel == "sdpa"
+
+
 def test_missing_parameter_is_named():
     parameters = config_parameters()
     del parameters["dtype"]

@@ -162,7 +162,8 @@ def test_the_image_compiles_the_decoder_in_bfloat16(image, readable_checkpoint):
     """The image has what torch.compile and the AMX attention kernel need (g++, the kernel's source, a writable
     /tmp even on a read-only root, as the Kubernetes pod runs it): the engine, loaded as the model loads it, in
     bfloat16 on CPU, runs its decoder compiled, on a CPU with AMX (as this host's, if it has one) its
-    attention on the kernel, and its audio front end's GELUs inside the convolutions."""
+    attention on the kernel, its audio front end's GELUs inside the convolutions and its encoder's biases inside
+    the matmuls."""
     script = (
         "from pathlib import Path\n"
         "from sow_aligner import settings\n"
@@ -173,7 +174,8 @@ def test_the_image_compiles_the_decoder_in_bfloat16(image, readable_checkpoint):
         "engine = AlignmentEngine.load(settings.resolve(parameters, {}))\n"
         "thinker = engine.aligner.model.thinker\n"
         "print('compiled' if is_compiled(thinker) else 'uncompiled', thinker.model.config._attn_implementation,\n"
-        "      'fused' if 'forward' in vars(thinker.audio_tower) else 'two-step')\n"
+        "      'fused' if 'forward' in vars(thinker.audio_tower) else 'two-step',\n"
+        "      'bias' if 'forward' in vars(thinker.audio_tower.layers[0].fc1) else 'addmm')\n"
     )
     # The pod's writable folders (deploy/kubernetes/base/deployment.yaml): /tmp and the caches under the home,
     # emptyDirs, where files may be executed (the compiled kernels are loaded from /tmp); Docker's tmpfs is
@@ -182,7 +184,7 @@ def test_the_image_compiles_the_decoder_in_bfloat16(image, readable_checkpoint):
                     "--cpus", "1",
                     "--mount", f"type=bind,source={readable_checkpoint},target=/models/qwen3-forced-aligner,readonly",
                     "--entrypoint", "python", image, "-c", script, timeout=300, check=False)
-    expected = f"compiled {AMX_ATTENTION if cpu_has_amx() else CONTIGUOUS_SDPA} fused"
+    expected = f"compiled {AMX_ATTENTION if cpu_has_amx() else CONTIGUOUS_SDPA} fused bias"
     assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == expected, \
         (result.stdout[-2000:], result.stderr[-3000:])
 

@@ -63,7 +63,7 @@ def test_an_explicit_dtype_wins_without_a_probe(tiny_model_dir, server_logs):
         assert "decoder compiled (torch.compile)" in server.log(), server.log()[-3000:]
         assert "(convolutions: GELU fused, " in server.log(), server.log()[-3000:]
         attention = "AMX kernel" if cpu_has_amx() else "PyTorch's"
-        assert f"decoder attention: {attention}, " in server.log(), server.log()[-3000:]
+        assert f"attention kernel: {attention}, " in server.log(), server.log()[-3000:]
         assert once_http(server.http_url, speech(2.0), "奇异恩典").kind == "ok"
     finally:
         assert_clean_stop(server)

@@ -1,11 +1,15 @@
-// Causal attention of one prompt in bfloat16 on a CPU with AMX (amx_attention.py builds and calls it).
+// Attention in bfloat16 on a CPU with AMX (amx_attention.py builds and calls it): the text decoder's causal
+// attention over one prompt, and the audio encoder's attention within its windows.
 //
-// out[t, h] = sum over s <= t of softmax_s(scale * q[h, t] . k[h / group, s]) * v[h / group, s], for every head h
-// of H and token t of L; group = H / KVH (grouped-query attention). The two products run on AMX tiles (bfloat16 in,
-// float32 sums); the softmax runs in float32 with AVX-512, online over blocks of keys as in flash attention:
+// out[t, h] = sum over s of softmax_s(scale * q[h, t] . k[h / group, s]) * v[h / group, s], for every head h of H
+// and token t, group = H / KVH (grouped-query attention). The tokens form `windows` consecutive windows of L
+// tokens each, and a token attends to the keys of its own window only: all of them (causal = 0), or those up to
+// its own position (causal = 1). The two products run on AMX tiles (bfloat16 in, float32 sums); the softmax runs
+// in float32 with AVX-512, online over blocks of keys as in flash attention:
 //
-// * Each task is one head and BQ = 64 query rows; it visits the keys up to its last row only (the causal half),
-//   BK = 256 at a time, and zeroes each row's weights past its own position.
+// * Each task is one window, one head and BQ = 64 query rows; it visits the keys BK = 256 at a time, up to its
+//   last row only where causal (the masked half is never computed), and zeroes the weights past each row's last
+//   key: its own position where causal, else the window's end.
 // * The weights are 2^(score * scale * log2(e) - reference): reference is the row's largest exponent in its first
 //   block; a later block whose exponents exceed it by more than LAZY (8) moves it up and is done again, with the
 //   sum and the weighted values so far scaled down. So weights stay within 2^8 and a row is rescaled only when its
@@ -14,11 +18,12 @@
 //   in the last place. The weights enter the second product rounded to bfloat16 (nearest even), as in PyTorch's
 //   flash kernel; their sum stays float32. The output is rounded to bfloat16 (nearest even) once, at the end.
 //
-// Layouts (strides in elements; the last dimension contiguous): q[h * qsh + t * qst + d], k[h * ksh + t * kst + d],
-// v likewise; out[(t * H + h) * D + d]. D is a multiple of 16, at most 128 (padded to dp, a multiple of 32, with
-// zeros); the keys are padded to lp, a multiple of 64. kt and vp are scratch the caller allocates: KVH * lp * dp / 2
-// 32-bit words and KVH * lp * dp bfloat16. Threads: an OpenMP team of `threads` (the process's libgomp, which is
-// torch's), each configuring its own tiles and releasing them when done.
+// Layouts (strides in elements; the last dimension contiguous): window w's q[h * qsh + t * qst + d] starts at
+// q + w * qwin, its k[h * ksh + t * kst + d] at k + w * kwin, v likewise; out[((w * L + t) * H + h) * D + d]. D is a
+// multiple of 16, at most 128 (padded to dp, a multiple of 32, with zeros); a window's keys are padded to lp, a
+// multiple of 64. kt and vp are scratch the caller allocates: windows * KVH * lp * dp / 2 32-bit words and
+// windows * KVH * lp * dp bfloat16. Threads: an OpenMP team of `threads` (the process's libgomp, which is torch's),
+// each configuring its own tiles and releasing them when done.
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
@@ -53,21 +58,20 @@ static void configure_tiles(void) {
     _tile_loadconfig(&config);
 }
 
-// 2^t for t in [-126, 127] (t below -126 gives 2^-126, float32's least normal number): 2^n * p(f), n = round(t),
-// f = t - n in [-0.5, 0.5]. Adding 1.5 * 2^23 + 127 rounds t + 127 to an integer held in the low mantissa bits,
-// which shifted into place are the exponent of 2^n.
+// 2^t for t <= 127: 2^n * p(f), n = round(t) to nearest even, f = t - n in [-0.5, 0.5], the product by 2^n
+// exact (scalef). t below -127 counts as -127: a weight of at most 2^-127 beside a row's largest, 1, adds nothing
+// a float32 sum or a bfloat16 weight can hold.
 static inline __m512 exp2_bounded(__m512 t) {
-    const __m512 magic = _mm512_set1_ps(12582912.0f + 127.0f);
-    t = _mm512_max_ps(t, _mm512_set1_ps(-126.0f));
-    const __m512 r = _mm512_add_ps(t, magic);
-    const __m512 f = _mm512_sub_ps(t, _mm512_sub_ps(r, magic));
+    t = _mm512_max_ps(t, _mm512_set1_ps(-127.0f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n);
     __m512 p = _mm512_set1_ps(1.3266970636323094e-3f);
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.675459936261177e-3f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550742521882057e-2f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022121727466583e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931469440460205e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192092896f));
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(r), 23)));
+    return _mm512_scalef_ps(p, n);
 }
 
 // Sums in tiles 0-3 += a x b: rows 0-15 of a in tile 4, 16-31 in tile 5 (`a_stride` bytes between rows), the
@@ -107,20 +111,23 @@ static inline __m512i as_bf16(__m512 high, __m512 low) {
     return (__m512i)_mm512_cvtne2ps_pbh(high, low);
 }
 
-// The keys and values as the products' right operands, each 16 x 64-byte tile 1 KB contiguous, zeros past L and D:
+// The keys and values as the products' right operands, each 16 x 64-byte tile 1 KB contiguous, zeros past L and D;
+// h below counts window w's key head j as w * KVH + j:
 // kt: ((h * lp/16 + s/16) * dp/2 + pair) * 16 + s%16 holds key s's dimensions (2 pair, 2 pair + 1);
 // vp: ((h * dp/16 + d/16) * lp/32 + s/32) * 512 + ((s%32)/2 * 16 + d%16) * 2 + s%2 holds value s's dimension d.
-static void pack(const bf16 *k, long ksh, long kst, const bf16 *v, long vsh, long vst, uint32_t *kt, bf16 *vp,
-                 int kvh, int L, int lp, int D, int dp) {
+static void pack(const bf16 *k, long ksh, long kst, long kwin, const bf16 *v, long vsh, long vst, long vwin,
+                 uint32_t *kt, bf16 *vp, int kvh, int windows, int L, int lp, int D, int dp) {
     const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                             _mm512_set1_epi32((int)(kst / 2)));
 #pragma omp for collapse(2) schedule(static)
-    for (int h = 0; h < kvh; h++) {
+    for (int h = 0; h < windows * kvh; h++) {
         for (int block = 0; block < lp / 32; block++) {
+            const bf16 *kh = k + (long)(h / kvh) * kwin + (long)(h % kvh) * ksh;
+            const bf16 *vh = v + (long)(h / kvh) * vwin + (long)(h % kvh) * vsh;
             for (int half = 0; half < 2; half++) {
                 const int s0 = block * 32 + half * 16;
                 const __mmask16 live = lanes(L - s0);
-                const int *words = (const int *)(k + h * ksh + (long)s0 * kst);
+                const int *words = (const int *)(kh + (long)s0 * kst);
                 uint32_t *tile = kt + ((size_t)h * (lp / 16) + s0 / 16) * (dp / 2) * 16;
                 for (int pair = 0; pair < dp / 2; pair++) {
                     __m512i column = _mm512_setzero_si512();
@@ -133,7 +140,7 @@ static void pack(const bf16 *k, long ksh, long kst, const bf16 *v, long vsh, lon
                 for (int dc = 0; dc < dp; dc += 16) {
                     __m512i both = _mm512_setzero_si512();
                     if (dc < D && s < L) {
-                        const bf16 *even = v + h * vsh + (long)s * vst + dc;
+                        const bf16 *even = vh + (long)s * vst + dc;
                         both = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)even));
                         if (s + 1 < L)
                             both = _mm512_or_si512(both, _mm512_slli_epi32(
@@ -165,7 +172,7 @@ static inline float exponentials(const float *row, bf16 *weights, int valid, int
         s1 = _mm512_add_ps(s1, b);
         _mm512_store_si512((void *)(weights + c), as_bf16(b, a));
     }
-    for (; c < nk; c += 32) {  // the diagonal: nothing past the query's own position
+    for (; c < nk; c += 32) {  // the last key: nothing past it
         const __mmask16 la = lanes(valid - c), lb = lanes(valid - c - 16);
         const __m512 ta = _mm512_fmsub_ps(_mm512_load_ps(row + c), scale, shift);
         const __m512 tb = _mm512_fmsub_ps(_mm512_load_ps(row + c + 16), scale, shift);
@@ -197,11 +204,11 @@ static inline float row_maximum(const float *row, int valid) {
 
 struct Problem {
     const bf16 *q;
-    long qsh, qst;
+    long qsh, qst, qwin;
     const uint32_t *kt;
     const bf16 *vp;
     bf16 *out;
-    int H, group, L, lp, D, dp;
+    int H, KVH, group, L, lp, D, dp, causal;
     float scale;
 };
 
@@ -214,26 +221,28 @@ struct Scratch {
     float reference[BQ], sum[BQ];
 };
 
-// Rows [q0, q0 + BQ) of one head attend keys [0, q0 + BQ).
-static void attend(const Problem &p, Scratch &scratch, int head, int q0) {
+// Rows [q0, q0 + BQ) of one window's head attend the window's keys: [0, q0 + BQ) where causal, else all of them.
+static void attend(const Problem &p, Scratch &scratch, int window, int head, int q0) {
     float *scores = scratch.scores, *acc = scratch.acc, *reference = scratch.reference, *sum = scratch.sum;
     bf16 *weights = scratch.weights, *padded = scratch.padded;
     const int dp = p.dp;
-    const uint32_t *kh = p.kt + (size_t)(head / p.group) * (p.dp / 2) * p.lp;
-    const bf16 *vh = p.vp + (size_t)(head / p.group) * p.lp * p.dp;
-    const bf16 *qa = p.q + head * p.qsh + (long)q0 * p.qst;
+    const size_t key_head = (size_t)window * p.KVH + head / p.group;
+    const uint32_t *kh = p.kt + key_head * (p.dp / 2) * p.lp;
+    const bf16 *vh = p.vp + key_head * p.lp * p.dp;
+    const bf16 *qw = p.q + window * p.qwin + head * p.qsh;
+    const bf16 *qa = qw + (long)q0 * p.qst;
     long qstride = p.qst;
     if (p.D != dp || q0 + BQ > p.L) {  // a copy padded with zeros
         for (int i = 0; i < BQ; i++)
             for (int d = 0; d < dp; d++)
-                padded[i * dp + d] = (q0 + i < p.L && d < p.D) ? p.q[head * p.qsh + (long)(q0 + i) * p.qst + d] : 0;
+                padded[i * dp + d] = (q0 + i < p.L && d < p.D) ? qw[(long)(q0 + i) * p.qst + d] : 0;
         qa = padded;
         qstride = dp;
     }
     memset(acc, 0, sizeof(float) * BQ * dp);
     memset(sum, 0, sizeof scratch.sum);
     const __m512 scale = _mm512_set1_ps(p.scale * LOG2E);
-    const int end = q0 + BQ;
+    const int end = p.causal ? q0 + BQ : p.lp;
     for (int kv0 = 0; kv0 < end; kv0 += BK) {
         const int nk = end - kv0 < BK ? end - kv0 : BK;
         for (int j = 0; j < nk; j += 32) {  // scores = q k^T
@@ -251,7 +260,8 @@ static void attend(const Problem &p, Scratch &scratch, int head, int q0) {
             }
         }
         for (int i = 0; i < BQ; i++) {  // weights, in float32 then bfloat16
-            const int valid = q0 + i - kv0 + 1 < nk ? q0 + i - kv0 + 1 : nk;  // >= 1: kv0 <= q0
+            const int last = p.causal ? q0 + i + 1 : p.L;  // one past the row's last key
+            const int valid = last - kv0 < nk ? last - kv0 : nk;  // >= 1: kv0 <= q0 where causal, kv0 < L if not
             const float *row = scores + i * BK;
             if (kv0 == 0) reference[i] = row_maximum(row, valid) * p.scale * LOG2E;
             const float over = exponentials(row, weights + i * BK, valid, nk, scale, reference[i], &sum[i]);
@@ -279,7 +289,7 @@ static void attend(const Problem &p, Scratch &scratch, int head, int q0) {
     }
     for (int i = 0; i < BQ && q0 + i < p.L; i++) {
         const __m512 inverse = _mm512_set1_ps(1.0f / sum[i]);
-        bf16 *row = p.out + ((size_t)(q0 + i) * p.H + head) * p.D;
+        bf16 *row = p.out + (((size_t)window * p.L + q0 + i) * p.H + head) * p.D;
         for (int d = 0; d < p.D; d += 16)
             _mm256_storeu_si256((__m256i *)(row + d),
                                 (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_load_ps(acc + i * dp + d), inverse)));
@@ -287,25 +297,29 @@ static void attend(const Problem &p, Scratch &scratch, int head, int q0) {
 }
 
 // 0 when done; 1 when the shapes are outside what the kernel takes, 2 when memory ran out (nothing written).
-extern "C" int sow_causal_attention(const bf16 *q, long qsh, long qst, const bf16 *k, long ksh, long kst,
-                                    const bf16 *v, long vsh, long vst, bf16 *out, uint32_t *kt, bf16 *vp, int H,
-                                    int KVH, int L, int D, float scale, int threads) {
+extern "C" int sow_attention(const bf16 *q, long qsh, long qst, long qwin, const bf16 *k, long ksh, long kst,
+                             long kwin, const bf16 *v, long vsh, long vst, long vwin, bf16 *out, uint32_t *kt,
+                             bf16 *vp, int H, int KVH, int windows, int L, int D, float scale, int causal,
+                             int threads) {
     const int lp = (L + 63) / 64 * 64, dp = (D + 31) / 32 * 32;
-    if (L < 1 || D < 16 || D % 16 || dp > MAX_DP || KVH < 1 || H % KVH || kst % 2 || threads < 1) return 1;
-    const Problem problem = {q, qsh, qst, kt, vp, out, H, H / KVH, L, lp, D, dp, scale};
+    if (L < 1 || windows < 1 || D < 16 || D % 16 || dp > MAX_DP || KVH < 1 || H % KVH || kst % 2 || threads < 1)
+        return 1;
+    const Problem problem = {q, qsh, qst, qwin, kt, vp, out, H, KVH, H / KVH, L, lp, D, dp, causal != 0, scale};
     const int blocks = lp / BQ, group = H / KVH;
     Scratch *scratch = (Scratch *)aligned_alloc(64, sizeof(Scratch) * threads);
     if (!scratch) return 2;
 #pragma omp parallel num_threads(threads)
     {
         Scratch &mine = scratch[omp_get_thread_num()];
-        pack(k, ksh, kst, v, vsh, vst, kt, vp, KVH, L, lp, D, dp);  // ends with the team's barrier
+        pack(k, ksh, kst, kwin, v, vsh, vst, vwin, kt, vp, KVH, windows, L, lp, D, dp);  // ends with a barrier
         configure_tiles();
-        // A key head's query heads together, longest rows first: the team shares its keys and values in cache.
+        // Window by window, a key head's query heads together, longest rows first: the team shares the keys and
+        // values of one key head in cache.
 #pragma omp for schedule(dynamic, 1)
-        for (int task = 0; task < H * blocks; task++) {
-            const int kv = task / (blocks * group), rest = task % (blocks * group);
-            attend(problem, mine, kv * group + rest % group, (blocks - 1 - rest / group) * BQ);
+        for (int task = 0; task < windows * H * blocks; task++) {
+            const int window = task / (H * blocks), in_window = task % (H * blocks);
+            const int kv = in_window / (blocks * group), rest = in_window % (blocks * group);
+            attend(problem, mine, window, kv * group + rest % group, (blocks - 1 - rest / group) * BQ);
         }
         _tile_release();
     }

@@ -28,9 +28,6 @@ unit times on the real-size checkpoint did not move (docs/benchmarks.md).
 """
 from __future__ import annotations
 
-import logging
-from types import MethodType
-
 import torch
 import torch.nn.functional as F
 from qwen_asr.core.transformers_backend.modeling_qwen3_asr import (
@@ -40,7 +37,7 @@ from qwen_asr.core.transformers_backend.modeling_qwen3_asr import (
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
-log = logging.getLogger(__name__)
+from .instance_forwards import audio_encoders, give_forward
 
 FUSED_FLAG = "_sow_fused_front_end"
 
@@ -60,19 +57,9 @@ def fuse_front_end(model: nn.Module) -> bool:
     logs why and changes nothing. Harmless when done already. Raises
     ValueError when ``model`` holds no audio encoder.
     """
-    encoders = [module for module in model.modules() if isinstance(module, Qwen3ASRAudioEncoder)]
-    if not encoders:
-        raise ValueError(f"{type(model).__name__} holds no Qwen3ASRAudioEncoder")
-    try:
-        _check(encoders[0].conv2d1)
-    except Exception as exc:  # noqa: BLE001 - without the fused convolution the stock front end serves
-        log.warning("audio front end not fused, running qwen-asr's convolutions: %s: %s", type(exc).__name__, exc)
-        return False
-    for encoder in encoders:
-        if not getattr(encoder, FUSED_FLAG, False):
-            encoder.forward = MethodType(fused_forward, encoder)
-            setattr(encoder, FUSED_FLAG, True)
-    return True
+    encoders = audio_encoders(model)
+    return give_forward(encoders, fused_forward, FUSED_FLAG, lambda: _check(encoders[0].conv2d1),
+                        "audio front end not fused, running qwen-asr's convolutions")
 
 
 def _check(convolution: nn.Conv2d) -> None:

@@ -14,6 +14,11 @@ attention kernel once per group of consecutive equally long windows, each
 window a batch item: O(n·w) work and memory instead of O(n²) for a clip of n
 embeddings and windows of w. The projections before and after attention
 still run over the whole sequence at once.
+
+Given a ``kernel`` (the engine passes ``amx_attention.windows_kernel``
+where the AMX kernel runs), each group of windows it takes (bfloat16) goes
+to it instead, in one call: it reads the projections where they lie and
+writes the output as ``out_proj`` takes it.
 """
 from __future__ import annotations
 
@@ -22,17 +27,20 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-from qwen_asr.core.transformers_backend.modeling_qwen3_asr import (
-    Qwen3ASRAudioAttention,
-    Qwen3ASRAudioEncoder,
-    eager_attention_forward,
-)
+from qwen_asr.core.transformers_backend.modeling_qwen3_asr import Qwen3ASRAudioAttention, eager_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .instance_forwards import audio_encoders
 
 WINDOWED_FLAG = "_sow_windowed_attention"
 
+# (query, key, value, windows, scale) -> the attention output (tokens, heads, head size), or None when the kernel
+# does not take these tensors: the three are (tokens, heads, head size), the tokens `windows` consecutive windows
+# of equal length, and each token attends its own window's keys only, softmax of scale x scores.
+WindowsKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, float], torch.Tensor | None]
 
-def enable_windowed_attention(model: torch.nn.Module) -> bool:
+
+def enable_windowed_attention(model: torch.nn.Module, kernel: WindowsKernel | None = None) -> bool:
     """Make every audio encoder inside ``model`` attend only within its windows.
 
     ``model`` is any module holding ``Qwen3ASRAudioEncoder`` instances (the
@@ -42,23 +50,23 @@ def enable_windowed_attention(model: torch.nn.Module) -> bool:
     Afterwards an encoder call whose input is one window (a clip of at most
     8 s) runs qwen-asr's own code and gives bit-identical output; a longer one
     gives each window what it would get were it encoded alone (equal up to
-    float rounding, since its batching differs).
+    float rounding, since its batching differs). With ``kernel``, the groups
+    of windows whose tensors it takes run it; it must agree with the model's
+    own attention within its dtype's rounding.
 
     Returns whether anything changed: False when the encoders use
     flash_attention_2 (which windows already) or are windowed already, so
     calling it twice is harmless. Raises ValueError when ``model`` holds no
     audio encoder.
     """
-    encoders = [module for module in model.modules() if isinstance(module, Qwen3ASRAudioEncoder)]
-    if not encoders:
-        raise ValueError(f"{type(model).__name__} holds no Qwen3ASRAudioEncoder")
+    encoders = audio_encoders(model)
     changed = False
     for encoder in encoders:
         if encoder.config._attn_implementation == "flash_attention_2":
             continue
         for attention in encoder.modules():
             if isinstance(attention, Qwen3ASRAudioAttention) and not getattr(attention, WINDOWED_FLAG, False):
-                attention.forward = partial(_windowed_forward, attention, attention.forward)
+                attention.forward = partial(_windowed_forward, attention, attention.forward, kernel)
                 setattr(attention, WINDOWED_FLAG, True)
                 changed = True
     return changed
@@ -67,6 +75,7 @@ def enable_windowed_attention(model: torch.nn.Module) -> bool:
 def _windowed_forward(
     attention: Qwen3ASRAudioAttention,
     stock_forward: Callable[..., torch.Tensor],
+    kernel: WindowsKernel | None,
     hidden_states: torch.Tensor,
     cu_seqlens: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
@@ -76,7 +85,8 @@ def _windowed_forward(
 
     ``hidden_states`` is (sequence, d_model); ``cu_seqlens`` the window
     boundaries, 0 first and the sequence length last. One window, or an
-    explicit ``attention_mask``, goes to the stock forward unchanged.
+    explicit ``attention_mask``, goes to the stock forward unchanged; a group
+    of windows whose tensors ``kernel`` takes runs it.
     """
     lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
     if len(lengths) <= 1 or attention_mask is not None:
@@ -92,17 +102,20 @@ def _windowed_forward(
     for length, group in itertools.groupby(lengths):
         count = len(list(group))
         stop = start + count * length
-        output, _ = attend(
-            attention, *(_as_windows(states[start:stop], count) for states in (query, key, value)),
-            attention_mask=None,
-            dropout=attention.attention_dropout if attention.training else 0.0,
-            scaling=attention.scaling,
-            is_causal=False,
-            **kwargs,
-        )
-        outputs.append(output.reshape(count * length, -1))  # output is (count, length, heads, head_dim)
+        states = [tensor[start:stop] for tensor in (query, key, value)]
+        output = None if kernel is None else kernel(*states, count, attention.scaling)
+        if output is None:
+            output, _ = attend(  # (count, length, heads, head_dim)
+                attention, *(_as_windows(tensor, count) for tensor in states),
+                attention_mask=None,
+                dropout=attention.attention_dropout if attention.training else 0.0,
+                scaling=attention.scaling,
+                is_causal=False,
+                **kwargs,
+            )
+        outputs.append(output.reshape(count * length, -1))
         start = stop
-    return attention.out_proj(torch.cat(outputs))
+    return attention.out_proj(outputs[0] if len(outputs) == 1 else torch.cat(outputs))
 
 
 def _as_windows(states: torch.Tensor, count: int) -> torch.Tensor:

@@ -52,6 +52,7 @@ from .batching import BatchBudget, budget_groups, run_splitting  # noqa: E402
 from .conv_front_end import fuse_front_end  # noqa: E402
 from .decoder_compile import compile_layers, uncompile_layers  # noqa: E402
 from .dtype_probe import DtypeChoice, ProbeShapes, choose_cpu_dtype, measure_gflops  # noqa: E402
+from .encoder_linears import fuse_linear_biases  # noqa: E402
 from .encoder_windows import enable_windowed_attention  # noqa: E402
 from .errors import InvalidRequest  # noqa: E402
 from .last_layer import narrow_last_layer  # noqa: E402
@@ -189,18 +190,20 @@ class AlignmentEngine:
         if cpu_bfloat16:  # oneDNN's own layout
             channels_last_convolutions(aligner.model.thinker.audio_tower)
         fused = cpu_bfloat16 and fuse_front_end(aligner.model.thinker.audio_tower)  # each GELU in its convolution
+        biases = cpu_bfloat16 and fuse_linear_biases(aligner.model.thinker.audio_tower)  # each bias in its matmul
         aligner.model.thinker.lm_head = TimestampHead(aligner.model.thinker.lm_head)
         narrow_last_layer(aligner.model.thinker)
-        if settings.encoder_attention == "windowed":
-            enable_windowed_attention(aligner.model)
         # Before compiling: the compiled layers call the kernel as one step.
-        amx = settings.decoder_attention == "auto" and cpu_bfloat16 and amx_attention.enable(aligner.model.thinker)
+        amx = settings.attention_kernel == "auto" and cpu_bfloat16 and amx_attention.enable(aligner.model.thinker)
+        if settings.encoder_attention == "windowed":
+            enable_windowed_attention(aligner.model, amx_attention.windows_kernel if amx else None)
         engine = cls(aligner, settings, choice)
         engine.self_check()
         compiled = (settings.compile == "auto" and cpu_bfloat16
                     and engine.compile_decoder(batched=settings.batches_on(device)))
-        log.info("loaded %s on %s as %s (convolutions: %s, encoder attention: %s, decoder %s, decoder attention: "
-                 "%s, memory limit %.1f GiB)", path, device, dtype, "GELU fused" if fused else "qwen-asr's",
+        log.info("loaded %s on %s as %s (convolutions: %s, encoder linears: %s, encoder attention: %s, decoder %s, "
+                 "attention kernel: %s, memory limit %.1f GiB)", path, device, dtype,
+                 "GELU fused" if fused else "qwen-asr's", "bias fused" if biases else "addmm",
                  settings.encoder_attention, "compiled" if compiled else "uncompiled",
                  "AMX kernel" if amx else "PyTorch's", memory / 1024**3)
         return engine

@@ -21,7 +21,7 @@ PARAMETERS: dict[str, str] = {
     "max_audio_seconds": "SOW_QWEN3_MAX_AUDIO_SECONDS",
     "encoder_attention": "SOW_QWEN3_ENCODER_ATTENTION",
     "compile": "SOW_QWEN3_COMPILE",
-    "decoder_attention": "SOW_QWEN3_DECODER_ATTENTION",
+    "attention_kernel": "SOW_QWEN3_ATTENTION_KERNEL",
     "torch_threads": "SOW_QWEN3_TORCH_THREADS",
     "vad_model": "SOW_QWEN3_VAD_MODEL",
     "realign_passes": "SOW_QWEN3_REALIGN_PASSES",
@@ -30,11 +30,13 @@ PARAMETERS: dict[str, str] = {
     "batch_audio_seconds": "SOW_QWEN3_BATCH_AUDIO_SECONDS",
     "batch_tokens": "SOW_QWEN3_BATCH_TOKENS",
 }
+# a variable of an earlier release -> the one that replaced it (same values): setting the old one is an error
+RENAMED: dict[str, str] = {"SOW_QWEN3_DECODER_ATTENTION": "SOW_QWEN3_ATTENTION_KERNEL"}
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ENCODER_ATTENTION = ("windowed", "full")
 COMPILE = ("auto", "off")
-DECODER_ATTENTION = ("auto", "sdpa")
+ATTENTION_KERNEL = ("auto", "sdpa")
 BATCHING = ("auto", "on", "off")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_REALIGN_PASSES = 10
@@ -55,7 +57,8 @@ class Settings:
     max_audio_seconds: float
     encoder_attention: str
     compile: str  # "auto": the text decoder's layers compiled (torch.compile) on CPU in bfloat16; "off": never
-    decoder_attention: str  # "auto": the AMX kernel (amx_attention) on CPU in bfloat16 where the CPU has AMX; "sdpa"
+    attention_kernel: str  # "auto": the AMX kernel (amx_attention) for the decoder's causal attention and the
+    # encoder's windows on CPU in bfloat16 where the CPU has AMX; "sdpa": PyTorch's attention
     torch_threads: int  # 0 = from the instance's CPU share
     vad_model: str  # the Triton model asked for voiced segments; "" (set as "none") = no VAD
     realign_passes: int  # anchored re-alignment passes after the first; 0 = the single pass only
@@ -72,11 +75,15 @@ class Settings:
 def raw_values(parameters: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
     """Each parameter's text: the environment override if set (non-empty), else config.pbtxt's.
 
-    Raises SettingsError when config.pbtxt lacks a parameter.
+    Raises SettingsError when config.pbtxt lacks a parameter, or when a
+    renamed variable (RENAMED) is set, naming the one that replaced it.
     """
     missing = sorted(set(PARAMETERS) - set(parameters))
     if missing:
         raise SettingsError(f"config.pbtxt lacks the parameters {', '.join(missing)}")
+    for old, new in RENAMED.items():
+        if env.get(old):
+            raise SettingsError(f"{old} was renamed {new} (same values): set {new}={env[old].strip()} instead")
     return {key: (env.get(variable) or parameters[key]).strip() for key, variable in PARAMETERS.items()}
 
 
@@ -111,7 +118,7 @@ def resolve(parameters: Mapping[str, str], env: Mapping[str, str]) -> Settings:
         max_audio_seconds=number("max_audio_seconds", float, 1.0, MAX_AUDIO_SECONDS_CEILING),
         encoder_attention=choice("encoder_attention", ENCODER_ATTENTION),
         compile=choice("compile", COMPILE),
-        decoder_attention=choice("decoder_attention", DECODER_ATTENTION),
+        attention_kernel=choice("attention_kernel", ATTENTION_KERNEL),
         torch_threads=int(number("torch_threads", int, 0)),
         vad_model="" if values["vad_model"].lower() == "none" else values["vad_model"],
         realign_passes=int(number("realign_passes", int, 0, MAX_REALIGN_PASSES)),
