@@ -13,7 +13,7 @@ projections after the blocks; the text decoder's layers have no bias.
 model's audio encoders (instance attributes: the class and other models are
 untouched) ``linear_with_bias``. It checks first that the two forms agree bit
 for bit here, and logs why when it does not use it. On the Intel Xeon with
-AMX the 120 s bench song's audio encoding took 70-85 ms less, at
+AMX the 120 s bench song's audio encoding took 65-85 ms less, at
 bit-identical output (docs/benchmarks.md); tests/core/test_encoder_linears.py
 holds the encoder's output equal.
 """
