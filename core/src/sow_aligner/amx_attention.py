@@ -107,14 +107,19 @@ def build() -> ctypes._CFuncPtr:
     return function
 
 
+def takes_head_size(size: int) -> bool:
+    """Whether the kernel takes heads of ``size``: a multiple of 16, up to MAX_HEAD_SIZE."""
+    return size % 16 == 0 and size <= MAX_HEAD_SIZE
+
+
 def takes(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
     """Whether the kernel takes these (batch, heads, tokens, head size) tensors: bfloat16 on CPU, one prompt, a
     head size that is a multiple of 16 up to 128, whole groups of query heads per key head."""
     return (query.dtype == key.dtype == value.dtype == torch.bfloat16 and query.device.type == "cpu"
             and query.dim() == 4 and query.shape[0] == key.shape[0] == value.shape[0] == 1
             and query.shape[2] == key.shape[2] == value.shape[2] >= 1
-            and query.shape[3] == key.shape[3] == value.shape[3] and query.shape[3] % 16 == 0
-            and query.shape[3] <= MAX_HEAD_SIZE and key.shape[1] == value.shape[1]
+            and query.shape[3] == key.shape[3] == value.shape[3] and takes_head_size(query.shape[3])
+            and key.shape[1] == value.shape[1]
             and query.shape[1] % key.shape[1] == 0)
 
 
@@ -170,7 +175,7 @@ def takes_windows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -
     that is a multiple of 16 up to 128, as many heads in each, each head's rows contiguous at even strides."""
     return (query.dtype == key.dtype == value.dtype == torch.bfloat16 and query.device.type == "cpu"
             and query.dim() == key.dim() == value.dim() == 3 and query.shape == key.shape == value.shape
-            and query.shape[2] % 16 == 0 and query.shape[2] <= MAX_HEAD_SIZE
+            and takes_head_size(query.shape[2])
             and all(tensor.stride(2) == 1 and tensor.stride(0) % 2 == 0 and tensor.stride(1) % 2 == 0
                     for tensor in (query, key, value)))
 
@@ -259,7 +264,7 @@ def enable(thinker: torch.nn.Module) -> bool:
         check(int(config.head_dim), int(config.num_attention_heads), int(config.num_key_value_heads))
         encoder_heads = int(audio.encoder_attention_heads)
         encoder_head_size = int(audio.d_model) // encoder_heads
-        if encoder_head_size % 16 == 0 and encoder_head_size <= MAX_HEAD_SIZE:  # else it runs PyTorch's
+        if takes_head_size(encoder_head_size):  # else the encoder runs PyTorch's
             check(encoder_head_size, encoder_heads, encoder_heads, windows=CHECK_WINDOWS)
     except (KernelUnavailable, OSError, ValueError) as exc:
         log.info("attention kernel: PyTorch's (the AMX kernel is not used: %s)", exc)
