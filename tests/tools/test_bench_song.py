@@ -2,6 +2,7 @@
 (the real-size run is the lead's, on a quiet machine; this one only proves the script runs through)."""
 from __future__ import annotations
 
+import ctypes.util
 import math
 import re
 import subprocess
@@ -62,6 +63,9 @@ def test_a_quick_run_on_the_tiny_checkpoint_measures_both_parts(tiny_model_dir, 
     assert text.startswith("# Benchmarks\n\nhand-written notes\n")
     section = re.search(r"<!-- bench\.py:song-quick -->\n(.*)<!-- /bench\.py:song-quick -->", text, re.S).group(1)
     assert section in done.stdout
+    # Part (a)'s engine ran on the service's malloc: tcmalloc wherever it is installed (scripts/bootstrap.sh does).
+    expected = "tcmalloc" if ctypes.util.find_library("tcmalloc_minimal") else "glibc's malloc"
+    assert f"in-process (float32, on {expected})" in section or f"in-process (bfloat16, on {expected})" in section
     realign = re.search(r"\| ([\d.]+) \| ([\d.]+) \| (-?[\d.]+) \| (-?[\d.]+) \| (\d+) \| (\d+) \| ([\d.]+) "
                         r"\| ([\d.]+) \| (\d+) \|", section)
     single, realigned, extra, ratio, first_calls, repair_calls, repaired_audio, _, latest = realign.groups()

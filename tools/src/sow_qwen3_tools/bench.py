@@ -715,7 +715,10 @@ def best_stock_table(run: Run) -> list[str]:
                  "at least half a window, and re-aligns doubtful runs between anchors (`realign_passes` 2). With "
                  "random weights the model piles lines at a window's start, so windows move on by the minimum and "
                  "most lines are flagged: a window count near the bound (about 1 + ceil((S - 180) / 90)) and no "
-                 "anchors to re-align between are what random weights cost, not what trained weights do."]
+                 "anchors to re-align between are what random weights cost, not what trained weights do. "
+                 "`scripts/bench_song.py` times the 300 s song's default with answers at an even pace instead "
+                 "(its section, \"Whole songs\"): two windows, and re-alignment with a quarter of the lines "
+                 "flagged."]
     return rows
 
 

@@ -10,7 +10,8 @@ looped, 500 Chinese characters per 300 s in lines of 8-14).
 
 (a) Re-alignment's extra time, in-process. The service's engine
 (``bench.load_engine``: config.pbtxt's settings, as one model instance loads
-it), voiced segments from silero_vad's model code with its config.pbtxt's
+it), in a child process on the service's malloc (tcmalloc where installed,
+``SOW_QWEN3_ALLOCATOR`` as scripts/serve.py reads it), voiced segments from silero_vad's model code with its config.pbtxt's
 settings, and the service's request path ``align_request`` (the lyrics split
 as the service sings them) run twice on the 300 s song: with
 ``realign_passes`` 0 (pass 1 alone) and with config.pbtxt's ``realign_passes``. Random weights
@@ -51,12 +52,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,6 +67,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sow_qwen3_contract.tensors import SAMPLE_RATE, VAD_MODEL
+from sow_qwen3_server import launcher
 from sow_qwen3_tools.bench import (
     DEFAULT_MODEL_DIR,
     DEFAULT_OUTPUT,
@@ -75,6 +79,7 @@ from sow_qwen3_tools.bench import (
     load_engine,
     log,
     machine_facts,
+    malloc_text,
     shown_path,
     write_report,
 )
@@ -88,6 +93,7 @@ LONG_LIMIT = "900"  # SOW_QWEN3_MAX_AUDIO_SECONDS for the memory comparison
 MEMORY_TIMEOUT_S = 4 * 3600  # the memory runs measure memory, not latency: random weights may take long
 FULL = {"realign_song": SONGS["300"], "memory_songs": (SONGS["300"], Song(900, 1500))}
 QUICK = {"realign_song": SONGS["120"], "memory_songs": (SONGS["120"], Song(360, 600))}
+REALIGN_WORKER = "_realign_worker"  # argv[1] that makes this module part (a)'s engine process
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,7 @@ class RealignCost:
     single_calls: list[Call] = field(default_factory=list)
     realigned_calls: list[Call] = field(default_factory=list)
     line_pass: list[int] = field(default_factory=list)
+    malloc: str = ""  # the malloc the engine's process ran on (``process_malloc``)
 
     def repair_calls(self) -> list[Call]:
         """The re-alignment run's calls after its pass 1 (which makes the same calls as the single run)."""
@@ -221,7 +228,7 @@ def measure_realign(model_dir: Path, song: Song, share: float, run_lines: int) -
     lines = sung_lines(lyrics).lines
     segments = voiced_segments(audio)
     cost = RealignCost(song, len(lines), flagged_lines(len(lines), share, run_lines), settings.realign_passes,
-                       settings.window_seconds, engine.dtype_choice.dtype)
+                       settings.window_seconds, engine.dtype_choice.dtype, malloc=process_malloc())
     thresholds = Thresholds.from_parameters(config_parameters())
     judged = fixed_share_judge(judge, thresholds, cost.flagged)
     warm_audio, warm_lyrics = song_data(Song(10, 30))
@@ -246,6 +253,39 @@ def measure_realign(model_dir: Path, song: Song, share: float, run_lines: int) -
     del engine
     gc.collect()
     return cost
+
+
+def process_malloc() -> str:
+    """The malloc this process runs on: tcmalloc when its library is mapped, else glibc's."""
+    maps = Path("/proc/self/maps").read_text()
+    return "tcmalloc" if "libtcmalloc" in maps else "glibc's malloc"
+
+
+def measure_realign_on(allocator: str, model_dir: Path, song: Song, share: float, run_lines: int) -> RealignCost:
+    """``measure_realign`` in a child process on ``allocator``'s malloc (``launcher.with_allocator``), as the
+    engine runs in the server. Raises RuntimeError naming the child's exit status when it fails (its traceback
+    is on stderr)."""
+    with tempfile.TemporaryDirectory(prefix="bench-song-realign-") as folder:
+        output = Path(folder) / "cost.json"
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, REALIGN_WORKER, str(model_dir), str(song.seconds), str(song.chars),
+             repr(share), str(run_lines), str(output)],
+            env=launcher.with_allocator(dict(os.environ), allocator), check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"part (a)'s engine process exited with status {done.returncode}")
+        return cost_from_json(json.loads(output.read_text()))
+
+
+def realign_worker(model_dir: str, seconds: str, chars: str, share: str, run_lines: str, output: str) -> None:
+    """The child of ``measure_realign_on``: part (a), its RealignCost written to ``output`` as JSON."""
+    cost = measure_realign(Path(model_dir), Song(int(seconds), int(chars)), float(share), int(run_lines))
+    Path(output).write_text(json.dumps(asdict(cost)))
+
+
+def cost_from_json(data: dict) -> RealignCost:
+    """The RealignCost that ``asdict`` made ``data`` of."""
+    calls = {name: [Call(**call) for call in data[name]] for name in ("single_calls", "realigned_calls")}
+    return RealignCost(**{**data, "song": Song(**data["song"]), **calls})
 
 
 # ---------------------------------------------------------------- (b) memory
@@ -273,8 +313,8 @@ def realign_section(cost: RealignCost) -> list[str]:
     return [
         f"### Re-alignment on a {cost.song.seconds} s song with {len(cost.flagged)} of {cost.lines} lines flagged",
         "",
-        f"The service's engine in-process ({cost.dtype}), windows of {cost.window_seconds:g} s, voiced segments "
-        f"from silero_vad; config.pbtxt's realign_passes = {cost.passes}. Each forward pass runs for real, then "
+        f"The service's engine in-process ({cost.dtype}, on {cost.malloc}), windows of {cost.window_seconds:g} s, "
+        f"voiced segments from silero_vad; config.pbtxt's realign_passes = {cost.passes}. Each forward pass runs for real, then "
         "its units are spread evenly over its audio (lyrics sung at an even pace); the judge flags exactly lines "
         f"{', '.join(map(str, cost.flagged))} (runs spread over the song) in pass 1 and in every re-aligned "
         "candidate, so the figure is an upper bound for a song with this share flagged.",
@@ -345,6 +385,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [REALIGN_WORKER]:
+        realign_worker(*argv[1:])
+        return 0
     options = parse_args(argv)
     chosen = QUICK if options.quick else FULL
     ensure_model(options.model_dir)
@@ -352,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     command = command_line(argv, "scripts/bench_song.py")
-    facts = {**machine_facts(), "model": f"{shown_path(options.model_dir)} (random weights)"}
+    allocator = launcher.configured_allocator(os.environ)
+    facts = {**machine_facts(), "model": f"{shown_path(options.model_dir)} (random weights)",
+             "malloc": f"part (a)'s engine process: {malloc_text(allocator)}; part (b)'s servers: scripts/serve.py's"}
     notes = [f"load average (1 min) at start: {os.getloadavg()[0]:.2f}"]
     cost, memory = None, []
 
@@ -364,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = False
     try:
-        cost = measure_realign(options.model_dir, chosen["realign_song"], options.flagged_share, options.run_lines)
+        cost = measure_realign_on(allocator, options.model_dir, chosen["realign_song"], options.flagged_share,
+                                  options.run_lines)
     except Exception as exc:  # record what failed and go on with the memory part
         failed = True
         notes.append(f"re-alignment stopped early: {type(exc).__name__}: {exc}")
