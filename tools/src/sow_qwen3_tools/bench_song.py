@@ -10,11 +10,12 @@ looped, 500 Chinese characters per 300 s in lines of 8-14).
 
 (a) Re-alignment's extra time, in-process. The service's engine
 (``bench.load_engine``: config.pbtxt's settings, as one model instance loads
-it), in a child process on the service's malloc (tcmalloc where installed,
-``SOW_QWEN3_ALLOCATOR`` as scripts/serve.py reads it), voiced segments from silero_vad's model code with its config.pbtxt's
-settings, and the service's request path ``align_request`` (the lyrics split
-as the service sings them) run twice on the 300 s song: with
-``realign_passes`` 0 (pass 1 alone) and with config.pbtxt's ``realign_passes``. Random weights
+it) in a child process on the service's malloc (tcmalloc where installed;
+``SOW_QWEN3_ALLOCATOR`` as scripts/serve.py reads it), voiced segments from
+silero_vad's model code with its config.pbtxt's settings, and the service's
+request path ``align_request`` (the lyrics split as the service sings them)
+run twice on the 300 s song: with ``realign_passes`` 0 (pass 1 alone) and
+with config.pbtxt's ``realign_passes``. Random weights
 time and flag whatever they happen to (the tiny checkpoint piles every line
 into the first seconds of a clip, which leaves no room between anchors to
 re-align), so two things are set by hand, and the forward passes still run
@@ -314,10 +315,10 @@ def realign_section(cost: RealignCost) -> list[str]:
         f"### Re-alignment on a {cost.song.seconds} s song with {len(cost.flagged)} of {cost.lines} lines flagged",
         "",
         f"The service's engine in-process ({cost.dtype}, on {cost.malloc}), windows of {cost.window_seconds:g} s, "
-        f"voiced segments from silero_vad; config.pbtxt's realign_passes = {cost.passes}. Each forward pass runs for real, then "
-        "its units are spread evenly over its audio (lyrics sung at an even pace); the judge flags exactly lines "
-        f"{', '.join(map(str, cost.flagged))} (runs spread over the song) in pass 1 and in every re-aligned "
-        "candidate, so the figure is an upper bound for a song with this share flagged.",
+        f"voiced segments from silero_vad; config.pbtxt's realign_passes = {cost.passes}. Each forward pass runs "
+        "for real, then its units are spread evenly over its audio (lyrics sung at an even pace); the judge flags "
+        f"exactly lines {', '.join(map(str, cost.flagged))} (runs spread over the song) in pass 1 and in every "
+        "re-aligned candidate, so the figure is an upper bound for a song with this share flagged.",
         "",
         "| pass 1 alone (s) | with re-alignment (s) | extra (s) | extra / pass 1 | pass-1 calls "
         "| re-alignment calls | audio re-aligned (s) | their forward time (s) | latest pass kept |",
